@@ -1,0 +1,10 @@
+"""face3d: morphable head models, geometry and a differentiable rasterization core.
+
+The base package of the toolkit; ``avatars`` and ``audio2exp`` build on it. Importing it loads
+only torch and numpy: optional backends (nvdiffrast, pytorch3d, open3d, dlib) are imported by the
+functions that need them.
+"""
+from face3d.models import LandmarkSet, ModelOutput, MorphableModel, load_model
+
+__version__ = "0.1.0"
+__all__ = ["load_model", "MorphableModel", "ModelOutput", "LandmarkSet", "__version__"]

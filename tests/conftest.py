@@ -1,0 +1,32 @@
+"""Shared test setup: pinned seeds and thread counts so numbers are reproducible."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# In CI the shared folder lies beside the clone; in a session it is ../shared too.
+SHARED = REPO.parent / "shared"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def builtin_model():
+    """The built-in head model, loaded once per test session (tests must not mutate it)."""
+    import face3d
+
+    return face3d.load_model("builtin")
