@@ -137,8 +137,12 @@ class MorphableModel(nn.Module):
         self.source = source
         src = source or name
         template = _as_tensor("template", template, torch.float32, (3,), src)
+        if template.dim() != 2:
+            raise ModelFormatError(f"template: expected shape (V, 3), got {tuple(template.shape)} in {src}")
         V = template.shape[0]
         faces = _as_tensor("faces", faces, torch.int64, (3,), src)
+        if faces.dim() != 2:
+            raise ModelFormatError(f"faces: expected shape (F, 3), got {tuple(faces.shape)} in {src}")
         if faces.numel() and (faces.min() < 0 or faces.max() >= V):
             raise ModelFormatError(
                 f"faces: expected indices in [0, {V}), found [{int(faces.min())}, {int(faces.max())}] in {src}"

@@ -1,0 +1,42 @@
+"""Metric 3D face reconstruction from photos and video (after MICA, Zielonka et al. 2022).
+
+Stages, one module each: :mod:`.detect` (face detector interface + dlib), :mod:`.estimator`
+(landmarks -> metric identity network, trained on :mod:`.synthetic` data), :mod:`.fitter`
+(analysis by synthesis), :mod:`.track` (video), :mod:`.outputs` / :mod:`.measure` (files and
+millimetre measurements), :mod:`.now` (NoW benchmark protocol), :mod:`.evaluate` (synthetic metric
+benchmark), :mod:`.api` (``reconstruct(image)``) and :mod:`.cli` (commands).
+
+Attributes are loaded lazily so ``import face3d.reconstruct`` stays cheap and never imports dlib.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "reconstruct": "face3d.reconstruct.api",
+    "Reconstruction": "face3d.reconstruct.api",
+    "ReconstructConfig": "face3d.reconstruct.api",
+    "NoFaceError": "face3d.reconstruct.api",
+    "FaceDetector": "face3d.reconstruct.detect",
+    "Detection": "face3d.reconstruct.detect",
+    "DlibDetector": "face3d.reconstruct.detect",
+    "DlibConfig": "face3d.reconstruct.detect",
+    "FitConfig": "face3d.reconstruct.fitter",
+    "FitResult": "face3d.reconstruct.fitter",
+    "fit": "face3d.reconstruct.fitter",
+    "ShapeEstimator": "face3d.reconstruct.estimator",
+    "train_estimator": "face3d.reconstruct.estimator",
+    "load_estimator": "face3d.reconstruct.estimator",
+    "track": "face3d.reconstruct.track",
+    "TrackConfig": "face3d.reconstruct.track",
+    "now_error": "face3d.reconstruct.now",
+    "NowConfig": "face3d.reconstruct.now",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'face3d.reconstruct' has no attribute {name!r}")

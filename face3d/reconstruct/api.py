@@ -1,0 +1,213 @@
+"""``reconstruct(image)``: a metric 3D face from one photo.
+
+Pipeline (data flows one way): image -> :class:`~face3d.reconstruct.detect.FaceDetector`
+(box + 68 landmarks) -> :class:`~face3d.reconstruct.estimator.ShapeEstimator` (metric identity
+from landmark ratios) -> :func:`~face3d.reconstruct.fitter.fit` (pose, expression, jaw, focal,
+lighting, albedo; shape kept near the estimate) -> :class:`Reconstruction`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from face3d.reconstruct.detect import Detection, DlibDetector, FaceDetector, check_image, largest
+from face3d.reconstruct.fitter import FitConfig, FitResult, fit
+
+
+class NoFaceError(RuntimeError):
+    """The detector found no face in an image."""
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """Settings of :func:`reconstruct`.
+
+    - ``fit``: the fitter's :class:`FitConfig`.
+    - ``use_estimator``: start from (and stay near) the learned estimator's metric shape; False
+      starts from the mean head (the "landmark-only fitting" baseline).
+    - ``all_faces``: reconstruct every detected face (default: the largest only).
+    - ``estimator_path``: weights file; default the committed ones for the built-in model.
+    """
+
+    fit: FitConfig = FitConfig()
+    use_estimator: bool = True
+    all_faces: bool = False
+    estimator_path: str | None = None
+
+
+@dataclass
+class Reconstruction:
+    """One reconstructed face (numpy, float32 unless noted).
+
+    - ``vertices`` (V, 3) mm: the fitted mesh posed in the camera's world frame (camera at the
+      origin looking down -z, +y up; see :mod:`face3d.reconstruct.camera`).
+    - ``vertices_head`` (V, 3) mm: the same mesh in the model's head frame (pose removed).
+    - ``neutral_vertices`` (V, 3) mm: identity only (no expression, jaw or pose).
+    - ``faces`` (F, 3) int64.
+    - ``landmarks2d`` (68, 2) px: the fitted model's landmarks projected into the image.
+    - ``detected_landmarks`` (68, 2) px, ``box`` (4,) px, ``detection_score``.
+    - ``measurements``: {name: mm} of the neutral face (:mod:`face3d.reconstruct.measure`).
+    - ``params``: {name: array}: identity, expression, jaw, rotation (rad), translation (mm),
+      focal (px), sh (9, 3), plus the image size.
+    - ``albedo`` (V, 3) in [0, 1] or None; ``nme``: mean landmark error / outer-eye distance.
+    """
+
+    vertices: np.ndarray
+    vertices_head: np.ndarray
+    neutral_vertices: np.ndarray
+    faces: np.ndarray
+    landmarks2d: np.ndarray
+    detected_landmarks: np.ndarray
+    box: np.ndarray
+    detection_score: float
+    measurements: dict[str, float]
+    params: dict[str, np.ndarray]
+    albedo: np.ndarray | None
+    nme: float
+    model_name: str = ""
+    estimator: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _estimate_identity(model, landmarks: torch.Tensor, cfg: ReconstructConfig) -> tuple[torch.Tensor | None, str]:
+    if not cfg.use_estimator:
+        return None, "none (mean head)"
+    from face3d.reconstruct.estimator import DEFAULT_WEIGHTS, default_estimator, load_estimator
+
+    if cfg.estimator_path is not None:
+        net, name = load_estimator(cfg.estimator_path, model), str(cfg.estimator_path)
+    else:
+        net, name = default_estimator(model), str(DEFAULT_WEIGHTS.name)
+        if net is None:
+            raise FileNotFoundError(
+                f"no estimator weights for model {model.name!r}: {DEFAULT_WEIGHTS} is missing or was trained for "
+                "another model; train them with `face3d train-estimator --model SPEC --out FILE` and pass "
+                "ReconstructConfig(estimator_path=FILE) (or use_estimator=False for the mean head)"
+            )
+    with torch.no_grad():
+        return net.predict(landmarks), name
+
+
+def fit_detections(model, image: np.ndarray, detections: list[Detection],
+                   cfg: ReconstructConfig = ReconstructConfig(), renderer=None) -> list[Reconstruction]:
+    """Estimate and fit every detection of one image (fitted together, as one batch)."""
+    import time
+
+    from face3d.reconstruct.measure import measure
+
+    t0 = time.time()
+    lms = torch.tensor(np.stack([d.landmarks68 for d in detections]), dtype=torch.float32)
+    B = len(detections)
+    id_init, est_name = _estimate_identity(model, lms, cfg)
+    t1 = time.time()
+    imgs = torch.from_numpy(image).float().div(255)[None].expand(B, -1, -1, -1)
+    res: FitResult = fit(model, lms, imgs, identity_init=id_init, cfg=cfg.fit, renderer=renderer)
+    t2 = time.time()
+    meas = measure(model, res.identity)
+    with torch.no_grad():
+        head = model(identity=res.identity, expression=res.expression.clamp(0, 1) if float(model.expression_std.max()) <= 0.75 else res.expression,
+                     jaw=res.jaw).vertices
+        neutral = model(identity=res.identity).vertices
+    nme = res.nme(lms)
+    out = []
+    for b, d in enumerate(detections):
+        params = {
+            "identity": res.identity[b].numpy(), "expression": res.expression[b].numpy(),
+            "jaw": res.jaw[b].numpy(), "rotation": res.rotation[b].numpy(),
+            "translation": res.translation[b].numpy(), "focal": np.float32(res.focal[b]),
+            "sh": res.sh[b].numpy(), "width": np.int64(res.width), "height": np.int64(res.height),
+        }
+        out.append(Reconstruction(
+            vertices=res.vertices[b].numpy(), vertices_head=head[b].numpy(), neutral_vertices=neutral[b].numpy(),
+            faces=model.faces.numpy(), landmarks2d=res.landmarks2d[b].numpy(), detected_landmarks=d.landmarks68,
+            box=d.box, detection_score=d.score, measurements={k: float(v[b]) for k, v in meas.items()},
+            params=params, albedo=None if res.albedo is None else res.albedo[b].numpy(), nme=float(nme[b]),
+            model_name=model.name, estimator=est_name,
+            timings={"estimate_s": t1 - t0, "fit_s": t2 - t1},
+        ))
+    return out
+
+
+def reconstruct(image, model="builtin", detector: FaceDetector | None = None,
+                config: ReconstructConfig = ReconstructConfig()) -> Reconstruction | list[Reconstruction]:
+    """Reconstruct a metric 3D face from a photo.
+
+    Args:
+        image: (H, W, 3) uint8 RGB array, or a path to an image file.
+        model: a model spec for :func:`face3d.load_model` (default ``"builtin"``) or a
+            :class:`~face3d.models.MorphableModel`.
+        detector: any :class:`FaceDetector` (default :class:`DlibDetector`).
+        config: :class:`ReconstructConfig`.
+
+    Returns:
+        :class:`Reconstruction` of the largest face, or a list of them (one per face) with
+        ``config.all_faces``.
+
+    Raises:
+        NoFaceError: no face found. ValueError / OSError: unreadable image.
+
+    Example::
+
+        >>> from skimage.data import astronaut                      # doctest: +SKIP
+        >>> r = face3d.reconstruct(astronaut())                     # doctest: +SKIP
+        >>> r.measurements["interpupillary_distance"]               # doctest: +SKIP
+    """
+    from face3d.models import load_model
+
+    img = load_image(image) if isinstance(image, (str, Path)) else check_image(image)
+    mdl = load_model(model)
+    det = detector if detector is not None else DlibDetector()
+    dets = det.detect(img)
+    if not dets:
+        raise NoFaceError(f"no face found in the image ({img.shape[1]}x{img.shape[0]} px)")
+    chosen = dets if config.all_faces else [largest(dets)]
+    recs = fit_detections(mdl, img, chosen, config)
+    return recs if config.all_faces else recs[0]
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; raises ValueError naming the file if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"could not read {path} as an image ({type(e).__name__}: {e})") from e
+
+
+def write_reconstruction(rec: Reconstruction, model, image: np.ndarray, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write mesh (+texture), params (JSON + NPZ), overlay PNG and measurements for one face."""
+    from face3d.reconstruct.outputs import (
+        atomic_write_bytes, png_bytes, render_overlay, write_json, write_mesh, write_npz,
+    )
+
+    out_dir = Path(out_dir)
+    albedo = None if rec.albedo is None else torch.from_numpy(rec.albedo)
+    files = write_mesh(out_dir / f"{stem}.obj", model, torch.from_numpy(rec.vertices_head), albedo)
+    p = rec.params
+    K = np.array([[p["focal"], 0, (p["width"] - 1) / 2], [0, p["focal"], (p["height"] - 1) / 2], [0, 0, 1]])
+    meta = {
+        "model": rec.model_name, "estimator": rec.estimator, "units": "mm, radians, pixels",
+        "camera": {"K": K, "R_world_to_camera": np.diag([1.0, -1.0, -1.0]), "t": np.zeros(3),
+                   "width": p["width"], "height": p["height"],
+                   "convention": "camera at the origin looking down world -z; OpenCV pixels"},
+        "params": p, "landmarks2d_fitted": rec.landmarks2d, "landmarks2d_detected": rec.detected_landmarks,
+        "box": rec.box, "detection_score": rec.detection_score, "nme": rec.nme,
+        "measurements_mm": rec.measurements, "timings_s": rec.timings,
+    }
+    write_json(out_dir / f"{stem}_params.json", meta)
+    write_npz(out_dir / f"{stem}_params.npz", {**p, "K": K, "landmarks2d_fitted": rec.landmarks2d,
+                                                 "landmarks2d_detected": rec.detected_landmarks, "box": rec.box})
+    write_json(out_dir / f"{stem}_measurements.json", rec.measurements)
+    ov = render_overlay(model, image, torch.from_numpy(rec.vertices), float(p["focal"]), albedo,
+                        torch.from_numpy(p["sh"]), rec.detected_landmarks, rec.landmarks2d)
+    atomic_write_bytes(out_dir / f"{stem}_overlay.png", png_bytes(ov))
+    return files + [out_dir / f"{stem}_{s}" for s in ("params.json", "params.npz", "measurements.json", "overlay.png")]

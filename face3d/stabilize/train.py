@@ -1,0 +1,156 @@
+"""Training the learned stabilizer on synthetic pairs generated on the fly.
+
+Each step samples ``identities`` identities with ``per_identity`` meshes each
+(:func:`~face3d.stabilize.synth.sample_groups`) and trains on every ordered pair inside a group.
+Loss: mean distance (mm) between the skull vertices (``scalp_back``, never an input) mapped by the
+predicted and by the true transform, in the pre-aligned frame.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from face3d.models.base import MorphableModel
+from face3d.stabilize.align import apply_transform, invert_transform
+from face3d.stabilize.network import NetworkConfig, StabilizerNet
+from face3d.stabilize.synth import SynthConfig, restrict_model, sample_groups
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. ``steps`` optimiser steps of ``identities * per_identity`` meshes
+    (``identities * per_identity * (per_identity - 1)`` pairs); AdamW with a cosine schedule."""
+
+    steps: int = 3000
+    identities: int = 48
+    per_identity: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    norm_samples: int = 2048  # meshes used to estimate the input normalisation
+    loss_points: int = 256  # skull vertices in the loss (subsampled once, fixed)
+    log_every: int = 100
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _pair_index(n_groups: int, k: int) -> tuple[Tensor, Tensor]:
+    a, b = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
+    keep = a != b
+    a, b = a[keep], b[keep]
+    base = (torch.arange(n_groups) * k)[:, None]
+    return (base + a).reshape(-1), (base + b).reshape(-1)
+
+
+def pair_loss(net: StabilizerNet, noisy: Tensor, clean: Tensor, skull: Tensor, per_identity: int,
+              loss_idx: Tensor) -> Tensor:
+    """Mean skull-vertex distance (mm) over all ordered pairs within groups of ``per_identity``.
+
+    ``noisy``/``clean`` (M, V, 3) meshes, ``skull`` (M, 4, 4) their skull transforms.
+    """
+    P, Q = net.encode(noisy)
+    ia, ib = _pair_index(noisy.shape[0] // per_identity, per_identity)
+    pred = net.relative(P[ia], Q[ia], P[ib], Q[ib])
+    true = skull[ib] @ invert_transform(skull[ia])
+    pts = clean[ia][:, loss_idx]
+    return (apply_transform(pred, pts) - apply_transform(true, pts)).norm(dim=-1).mean()
+
+
+def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
+          progress: Callable[[str], None] | None = None, model_spec: str = "", model_sha256: str = "") -> tuple[StabilizerNet, dict]:
+    """Train a :class:`StabilizerNet` for ``model`` from scratch (deterministic given ``cfg.seed``).
+
+    Returns the network (eval mode) and a checkpoint dict ready for :func:`torch.save`.
+    ``progress`` receives one line per ``cfg.log_every`` steps (default: stderr).
+    """
+    log = progress or (lambda s: print(s, file=sys.stderr, flush=True))
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    model = model.float().eval()
+    net = StabilizerNet(model, cfg.network)
+
+    # Generate only the vertices the network and the loss read, scattered back into full meshes.
+    k = min(cfg.loss_points, len(net.skull))
+    loss_idx = net.skull[torch.randperm(len(net.skull), generator=g)[:k]]
+    keep = torch.unique(torch.cat([net.align, net.inputs, loss_idx]))
+    sub = restrict_model(model, keep)
+
+    def sample(n_id: int, per: int) -> tuple[Tensor, Tensor, Tensor]:
+        noisy_k, clean_k, skull, _ = sample_groups(sub, n_id, per, cfg.synth, g)
+        noisy = torch.zeros(len(skull), model.n_vertices, 3)
+        clean = torch.zeros_like(noisy)
+        noisy[:, keep], clean[:, keep] = noisy_k[:, : len(keep)], clean_k[:, : len(keep)]
+        return noisy, clean, skull
+
+    # Input normalisation from a first batch of meshes (stored with the weights).
+    with torch.no_grad():
+        feats = []
+        for _ in range(max(1, cfg.norm_samples // 256)):
+            noisy, _, _ = sample(64, 4)
+            feats.append(net.features(noisy, net.prealign(noisy)))
+        feats = torch.cat(feats)
+        net.in_mean.copy_(feats.mean(0))
+        net.in_std.copy_(feats.std(0).clamp_min(1e-3))  # fixed, normalised per dimension
+
+    opt = torch.optim.AdamW(net.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    history = []
+    t0 = time.perf_counter()
+    run = 0.0
+    net.train()
+    for step in range(1, cfg.steps + 1):
+        noisy, clean, skull = sample(cfg.identities, cfg.per_identity)
+        loss = pair_loss(net, noisy, clean, skull, cfg.per_identity, loss_idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        run = loss.item() if step == 1 else 0.98 * run + 0.02 * loss.item()
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            el = time.perf_counter() - t0
+            history.append((step, round(run, 4)))
+            log(f"step {step:5d}/{cfg.steps}  loss {run:.3f} mm (skull-vertex distance)  "
+                f"{el:6.0f} s elapsed, ~{el / step * (cfg.steps - step):5.0f} s left")
+    net.eval()
+    extra = {
+        "model_spec": model_spec, "model_sha256": model_sha256, "train_config": _plain(asdict(cfg)),
+        "history": history, "train_seconds": round(time.perf_counter() - t0, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return net, net.checkpoint(extra)
+
+
+def _plain(d):
+    """Dataclass dict -> only str/int/float/bool/list/dict (what ``weights_only`` loading allows)."""
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_plain(v) for v in d]
+    return d
+
+
+def save_checkpoint(ckpt: dict, path: str | Path) -> None:
+    """Write a checkpoint atomically (temporary file + rename)."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
