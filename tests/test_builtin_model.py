@@ -217,3 +217,30 @@ def test_generator_reproduces_the_committed_file():
     assert fresh.expression_names == saved.expression_names
     assert all(torch.equal(fresh.regions[k], saved.regions[k]) for k in saved.regions)
     assert torch.equal(fresh.landmarks["ibug68"].vertex_ids, saved.landmarks["ibug68"].vertex_ids)
+
+
+def test_numpy_fallback_rasterizer_covers_and_occludes():
+    from face3d.models.contact_sheet import raster_numpy
+
+    # a right triangle with legs of 20 px on integer corners, and a nearer square over its right part
+    px = np.array([[4.0, 4.0], [24.0, 4.0], [4.0, 24.0], [14.0, 0.0], [31.0, 0.0], [31.0, 31.0], [14.0, 31.0]])
+    depth = np.array([100.0, 100.0, 100.0, 50.0, 50.0, 50.0, 50.0])
+    tri = np.array([[0, 1, 2]])
+    tid, bary = raster_numpy(px[:3], depth[:3], tri, 32)
+    # pixel centres inside or on the edges: Pick's theorem, area + boundary / 2 + 1 = 200 + 30 + 1
+    assert int((tid == 0).sum()) == 231
+    assert np.allclose(bary[tid == 0].sum(-1), 1.0)
+    faces = np.array([[0, 1, 2], [3, 4, 5], [3, 5, 6]])
+    tid, _ = raster_numpy(px, depth, faces, 32)
+    assert tid[10, 8] == 0 and tid[6, 16] in (1, 2)  # the square hides the triangle where they overlap
+
+
+def test_model_sheet_command_registers():
+    import argparse
+
+    from face3d.models import cli
+
+    ap = argparse.ArgumentParser()
+    cli.register(ap.add_subparsers())
+    args = ap.parse_args(["model-sheet"])
+    assert args.model == "builtin" and args.out == "docs/model_contact_sheet.png" and args.func is cli.run

@@ -196,7 +196,8 @@ def _head():
 
 def test_inverse_rendering_recovers_head_pose():
     verts, faces, cols = _head()
-    cam = Camera.look_at((0.0, 0.0, 800.0), fov_deg=30, width=72, height=72)
+    # Close enough that a few mm of depth move the silhouette by a visible fraction of a pixel.
+    cam = Camera.look_at((0.0, 0.0, 550.0), fov_deg=36, width=80, height=80)
     renderer = Renderer()
     light = torch.tensor([0.3, 0.4, 1.0])
 
@@ -213,14 +214,17 @@ def test_inverse_rendering_recovers_head_pose():
     aa = (aa_true + torch.tensor([[0.12, -0.15, 0.10]])).requires_grad_(True)
     t = (t_true + torch.tensor([[12.0, 10.0, -25.0]])).requires_grad_(True)
     opt = torch.optim.Adam([{"params": [aa], "lr": 0.02}, {"params": [t], "lr": 2.0}])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 60)
     err0 = float(rotation_angle_deg(axis_angle_to_matrix(aa), axis_angle_to_matrix(aa_true)))
     for _ in range(60):
         opt.zero_grad()
         loss = ((render(aa, t) - target) ** 2).mean()
         loss.backward()
         opt.step()
+        sched.step()
     rot_err = float(rotation_angle_deg(axis_angle_to_matrix(aa.detach()), axis_angle_to_matrix(aa_true)))
     t_err = float((t.detach() - t_true).norm())
+    # from 12 deg / 30 mm off to within 1.2 deg / 1.5 mm (measured: 0.8 deg / 0.2 mm)
     assert err0 > 10.0
-    assert rot_err < 1.5, rot_err
-    assert t_err < 5.0, t_err
+    assert rot_err < 1.2, rot_err
+    assert t_err < 1.5, t_err

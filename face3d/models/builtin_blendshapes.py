@@ -100,7 +100,7 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     add("brow_ridge", zero, 0.5 * brow, 3.2 * brow)
     add("eye_spacing", 2.8 * sx * sym_rbf(p, eye_l, (15.0, 13.0, 22.0)), zero, zero)
     lid_w = eyew * (F.skin & (z > 45.0))
-    add("eye_aperture", zero, 0.9 * F.eye_side * lid_w * (np.abs(y - S.EYE_ROW_Y) < 14), zero)
+    add("eye_aperture", zero, 0.7 * F.eye_side * lid_w * (np.abs(y - S.EYE_ROW_Y) < 14), zero)
     add("eye_height", zero, 2.8 * sym_rbf(p, eye_l, (16.0, 13.0, 22.0)), zero)
     add("eye_depth", zero, zero, -2.5 * sym_rbf(p, eye_l, (15.0, 13.0, 18.0)))
     cb = sym_rbf(p, (52.0, -22.0, 55.0), (14.0, 11.0, 16.0))
@@ -109,8 +109,8 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     n[F.eyeball] = 0.0  # eyeballs only translate
     cf = sym_rbf(p, (45.0, -62.0, 55.0), (16.0, 16.0, 18.0))
     add("cheek_fullness", *(3.5 * cf[:, None] * n).T)
-    add("upper_lip_fullness", zero, 0.6 * up_lip, 2.2 * up_lip)
-    add("lower_lip_fullness", zero, -0.6 * lo_lip, 2.4 * lo_lip)
+    add("upper_lip_fullness", zero, 0.5 * up_lip, 1.7 * up_lip)
+    add("lower_lip_fullness", zero, -0.5 * lo_lip, 1.8 * lo_lip)
     mw = rbf(p, mouth, (30.0, 12.0, 30.0)) * front
     add("mouth_width", 2.5 * np.tanh(x / 12.0) * mw, zero, -0.8 * mw * np.abs(np.tanh(x / 12.0)))
     add("philtrum_length", zero, -2.5 * rbf(p, (0.0, -75.0, 80.0), (34.0, 16.0, 34.0)), zero)
@@ -132,7 +132,7 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     add("nose_deviation", 2.2 * rbf(p, nasal_tip, (10.0, 22.0, 16.0)), zero, zero)
     add("canthal_tilt", zero, 1.6 * sym_rbf(p, (46.0, -4.0, 62.0), (6.0, 6.0, 10.0)) - 0.8 * sym_rbf(p, (17.0, -5.0, 74.0), (5.0, 6.0, 8.0)), zero)
     add("prognathism", zero, zero, 3.5 * front * smoothstep((-72.0 - y) / 18.0) * (1 - neckw))
-    add("midface_projection", zero, zero, 3.0 * rbf(p, (0.0, -30.0, 85.0), (40.0, 20.0, 30.0)))
+    add("midface_projection", zero, zero, 2.0 * rbf(p, (0.0, -30.0, 85.0), (40.0, 20.0, 30.0)))
     add("cranial_taper", 0.05 * x * np.clip(-z / 95.0, -1, 1) * crown, zero, zero)
     add("lower_cheek_width", 3.0 * sx * sym_rbf(p, (52.0, -62.0, 35.0), (14.0, 18.0, 22.0)), zero, zero)
     add("nasal_bridge_width", 1.8 * sx * sym_rbf(p, (8.0, -6.0, 88.0), (5.0, 12.0, 10.0)), zero, zero)
@@ -142,6 +142,27 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     return f
 
 
+def eye_rigidity(F: Features) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) weights: 1 on the eyelids around the left / right eyeball (within 15 mm of the eye
+    centre), falling to 0 at 26 mm. Shape changes there follow the eyeball rigidly, so the lids
+    keep their 1 mm clearance over it."""
+    out = []
+    for c in (S.EYE_CENTER, S.EYE_CENTER * vec(-1, 1, 1)):
+        d = np.linalg.norm(F.v - c, axis=1)
+        w = smoothstep((26.0 - d) / 11.0)
+        w[~F.skin] = 0.0
+        out.append(w)
+    return out[0], out[1]
+
+
+def _rigid_eyes(F: Features, d: np.ndarray) -> np.ndarray:
+    """Blend a (V, 3) field towards its value at each eye centre over the eyelids."""
+    t = F.topo
+    for w, ids in zip(eye_rigidity(F), (t.eyeball_left, t.eyeball_right)):
+        d = d * (1 - w[:, None]) + d[ids[0]][None] * w[:, None]
+    return d
+
+
 def identity_basis(F: Features) -> tuple[np.ndarray, list[str]]:
     """(V, 3, K) basis (1 sigma per column), decorrelated in order, and the component names.
 
@@ -149,7 +170,7 @@ def identity_basis(F: Features) -> tuple[np.ndarray, list[str]]:
     rescaled to its original norm: component k is what the k-th named change adds beyond the
     earlier ones, so the basis is orthogonal and the first components keep their meaning exactly.
     """
-    fields = identity_fields(F)
+    fields = [(n, d if n == "eye_aperture" else _rigid_eyes(F, d)) for n, d in identity_fields(F)]
     names = [n for n, _ in fields]
     B = np.stack([d.reshape(-1) for _, d in fields], -1)  # (3V, K)
     norms = np.linalg.norm(B, axis=0)
@@ -215,8 +236,9 @@ def expression_basis(F: Features, jaw_w: np.ndarray, fan: np.ndarray) -> np.ndar
     for s, c, side in (("L", corner_l, side_l), ("R", corner_r, side_r)):
         sg = 1.0 if s == "L" else -1.0
         cw = rbf(p, c, (13.0, 12.0, 14.0)) * side
-        cheek = rbf(p, c + vec(sg * 10.0, 22.0, -5.0), (16.0, 14.0, 16.0)) * side
-        out[f"mouthSmile_{s}"] = field(sg * 4.5, 6.0, -3.5, cw) + field(sg * 1.0, 3.0, 1.5, cheek)
+        cw_wide = rbf(p, c + vec(sg * 2.0, 2.0, 0.0), (16.0, 14.0, 16.0)) * side
+        cheek = rbf(p, c + vec(sg * 12.0, 24.0, -6.0), (15.0, 13.0, 16.0)) * side
+        out[f"mouthSmile_{s}"] = field(sg * 6.0, 8.5, -5.0, cw_wide) + field(sg * 1.0, 4.0, 2.5, cheek)
         out[f"mouthFrown_{s}"] = field(sg * 1.0, -5.0, -0.5, cw)
         out[f"mouthDimple_{s}"] = field(sg * 3.0, 0.5, -4.0, cw)
         out[f"mouthStretch_{s}"] = field(sg * 6.0, -3.0, -2.0, cw)
@@ -247,11 +269,13 @@ def expression_basis(F: Features, jaw_w: np.ndarray, fan: np.ndarray) -> np.ndar
     out["cheekPuff"] = 7.0 * puff[:, None] * F.normals
     bi = rbf(p, vec(0.0, 18.0, 85.0), (26.0, 22.0, 30.0)) * smoothstep((y - 2.0) / 10.0)
     bi2 = sym_rbf(p, vec(16.0, 12.0, 85.0), (9.0, 7.0, 12.0))
-    out["browInnerUp"] = _tangential(F, field(0, 6.5, 0, np.clip(bi + bi2, 0, 1.2)))
+    out["browInnerUp"] = _tangential(F, field(0, 6.5, 0, (bi + 0.35 * bi2) / 1.25))
+    wl, wr = eye_rigidity(F)
+    lid_free = 1.0 - np.maximum(wl, wr)  # brow/cheek shapes must not push the lids into the eyeballs
     E = np.zeros((V, 3, len(EXPRESSION_NAMES)))
     for k, nm in enumerate(EXPRESSION_NAMES):
         if nm in out:
-            E[:, :, k] = out[nm] * (M[:, None] if not nm.startswith("jaw") else 1.0)
+            E[:, :, k] = out[nm] * (M[:, None] * lid_free[:, None] if not nm.startswith("jaw") else 1.0)
     # lid shapes by re-sampling the skin with moved lid lines
     t = F.topo
     y_n, ph_n = band_rays(t)
@@ -272,7 +296,7 @@ def expression_basis(F: Features, jaw_w: np.ndarray, fan: np.ndarray) -> np.ndar
             if nm == "eyeSquint":  # the cheek rises with a squint
                 sg = 1.0 if s == "L" else -1.0
                 sq = rbf(p, vec(sg * 36.0, -26.0, 66.0), (12.0, 9.0, 12.0)) * (side_l if s == "L" else side_r)
-                d += field(0, 2.0, 0.6, sq * M)
+                d += field(0, 2.0, 0.6, sq * M * lid_free)
             E[:, :, EXPRESSION_NAMES.index(f"{nm}_{s}")] = d
     # the mouth bag follows the lips it hangs from, fading towards the back
     jaw_cols = [k for k, nm in enumerate(EXPRESSION_NAMES) if nm.startswith("jaw")]

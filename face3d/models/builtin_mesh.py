@@ -5,11 +5,11 @@ implicit head of :mod:`face3d.models.builtin_sdf` along rays:
 
 - columns are azimuths ``phi`` about the vertical axis (0 = straight ahead, +pi/2 = subject's
   left), denser on the face;
-- the crown "cap" rows are rays from (0, CAP_Y, 0) at elevations 90..0 degrees;
-- the face "band" rows are horizontal rays from the vertical axis at heights ``y0`` (so the eye
-  and lip lines are exact grid rows);
+- the crown "cap" rows are rays from (0, CAP_Y, RAY_Z) at elevations 90..0 degrees;
+- the face "band" rows are horizontal rays from the vertical axis (x=0, z=RAY_Z) at heights
+  ``y0`` (so the eye and lip lines are exact grid rows);
 - the chin/neck rows are resampled by arc length along each column of a fan of rays from
-  (0, FAN_Y, 0), down to a horizontal cut at the base of the neck (the neck is open there).
+  (0, FAN_Y, RAY_Z), down to a horizontal cut at the base of the neck (the neck is open there).
 
 The lips and the two eyelid lines are *slits*: along those rows the vertices between the two
 corners are duplicated (the upper copies belong to the triangles above, the lower copies to those
@@ -33,6 +33,7 @@ N_COLS = 104
 COL_BETA = 0.55  # column density on the face is (1 - beta) / (1 + beta) of the back's spacing
 N_CAP = 40  # cap rows are at elevations 90 * k / N_CAP degrees, k = N_CAP-1 .. 1
 CAP_Y = 30.0
+RAY_Z = 4.0  # the vertical axis the rays start from, slightly in front of the head centre (eye corners)
 FAN_Y = -95.0
 N_FAN = 36
 EYE_LAT, EYE_LON = 12, 20  # eyeball sphere resolution
@@ -180,7 +181,7 @@ def lid_profile(phi: np.ndarray, slit: Slit, topo: HeadTopology, peak: float) ->
     if a < 0:  # right eye: inner corner is the larger azimuth
         s = 1.0 - s
     s = s ** (np.log(0.5) / np.log(peak))
-    return np.sin(np.pi * s) ** 0.75
+    return np.sin(np.pi * s) ** 0.9
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ def band_ids(topo: HeadTopology) -> np.ndarray:
 def march_band(yb: np.ndarray, pb: np.ndarray, sdf=S.head_sdf) -> np.ndarray:
     """Skin points (n, 3) hit by horizontal rays from the vertical axis at heights yb, azimuths pb."""
     d = _dirs(np.zeros_like(pb), pb)
-    org = np.stack([np.zeros_like(yb), yb, np.zeros_like(yb)], -1)
+    org = np.stack([np.zeros_like(yb), yb, np.full_like(yb, RAY_Z)], -1)
     t = S.march(org, d, 170.0, sdf=sdf)
     return org + t[:, None] * d
 
@@ -262,7 +263,7 @@ def sample_skin(topo: HeadTopology, left: LidState = LidState(), right: LidState
     nc = topo.n_cols
     out = np.zeros((topo.n_skin, 3))
     # crown pole + cap rows: rays from (0, CAP_Y, 0)
-    o = np.array([0.0, CAP_Y, 0.0])
+    o = np.array([0.0, CAP_Y, RAY_Z])
     el = np.repeat(topo.cap_elev, nc)
     ph = np.tile(topo.phi, topo.n_cap)
     d = np.concatenate([[[0.0, 1.0, 0.0]], _dirs(el, ph)])
@@ -286,7 +287,7 @@ def sample_fan(topo: HeadTopology, sdf=S.head_sdf) -> np.ndarray:
     el = -np.deg2rad(np.arange(0.0, 84.0, 0.6))
     ne = len(el)
     d = _dirs(np.repeat(el, nc), np.tile(topo.phi, ne))
-    org = np.broadcast_to(np.array([0.0, FAN_Y, 0.0]), d.shape)
+    org = np.broadcast_to(np.array([0.0, FAN_Y, RAY_Z]), d.shape)
     t = S.march(org, d, 420.0, step=3.0, sdf=sdf)
     p = (org + t[:, None] * d).reshape(ne, nc, 3)
     out = np.zeros((topo.n_fan, nc, 3))

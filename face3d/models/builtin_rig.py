@@ -16,7 +16,7 @@ def smoothstep(t):
 
 def jaw_underside_y(z):
     """Height of the lower border of the mandible at depth z (side view), mm."""
-    return -117.0 + np.clip(68.0 - z, 0.0, None) * 0.40
+    return -120.0 + np.clip(68.0 - z, 0.0, None) * 0.42
 
 
 class Features:
@@ -71,13 +71,15 @@ def jaw_weight(F: Features) -> np.ndarray:
     phic = np.arctan2(S.MOUTH_CORNER_X, 80.0)
     phit = np.arctan2(62.0, 5.0)
     yb = S.MOUTH_Y + (S.TMJ[1] - 6.0 - S.MOUTH_Y) * smoothstep((phi - phic) / (phit - phic))
-    smooth = smoothstep((yb - y + 8.0) / 16.0)
+    smooth = smoothstep((yb - y + 12.0) / 30.0)  # wide, so jaw motions do not crease the cheek
     sharp = (F.lip_side < 0).astype(float) + 0.5 * (F.lip_side == 0)
     k = smoothstep((np.abs(x) - (S.MOUTH_CORNER_X - 10.0)) / 14.0)
     w = sharp * (1 - k) + smooth * k
     # behind the ramus and below the mandible the skin stays with the neck
-    w *= smoothstep((z + 14.0) / 24.0)
-    w *= smoothstep((y - (jaw_underside_y(z) - 26.0)) / 24.0)
+    # broad falloffs: sharp ones crease the skin when the jaw opens
+    w *= smoothstep((z + 24.0) / 40.0)
+    w *= smoothstep((y - (jaw_underside_y(z) - 45.0)) / 45.0)
+    w *= smoothstep((70.0 - np.abs(x)) / 8.0)  # the ears stay with the skull
     w[F.eyeball] = 0.0
     # mouth bag: lower sheet with the jaw, upper with the skull, the back line half-way
     b = F.topo.bag
@@ -151,7 +153,7 @@ def regions(F: Features, W: np.ndarray) -> dict[str, np.ndarray]:
     near_eye &= z > 50.0
     r = {}
     r["face"] = np.where(skin & (z > 20.0) & (y < 62.0) & (y > jaw_underside_y(z) - 6.0) & (np.abs(x) < 72.0))[0]
-    r["scalp_back"] = np.where(skin & (((z < -25.0) & (y > -55.0)) | (y > 72.0)))[0]
+    r["scalp_back"] = np.where(skin & (((z < -25.0) & (y > -55.0)) | (y > 72.0)) & (W[:, NECK] == 1.0))[0]
     upper = skin & (z > 25.0) & (y > 4.0) & (y < 62.0) & ~near_eye
     bridge = skin & (np.abs(x) < 11.0) & (y > -22.0) & (y <= 4.0) & (z > 80.0)
     temples = skin & (np.abs(x) > 48.0) & (y > -2.0) & (y < 50.0) & (z > -5.0)
@@ -218,7 +220,7 @@ def landmarks(F: Features) -> dict[str, np.ndarray]:
         perp = np.abs(rel @ np.array([-d[1], d[0]]))
         band = face[perp < 4.0]
         far = band[np.argmax((v[band, :2] - c) @ d)]
-        target = c + 0.97 * ((v[far, :2] - c) @ d) * d
+        target = c + (0.995 if k == 8 else 0.97) * ((v[far, :2] - c) @ d) * d
         ids[k] = snap_front(F, target[None], z_min=-20.0, pool=face)[0]
     # 17-21 right brow (outer -> inner), 22-26 left brow (inner -> outer)
     bx = np.array([-50.0, -42.0, -33.0, -24.0, -15.0])
@@ -247,7 +249,7 @@ def landmarks(F: Features) -> dict[str, np.ndarray]:
     # lips: outer contour 48-59, inner 60-67
     m = t.mouth
     cr, cl = gid(m.row, m.col_start), gid(m.row, m.col_end)
-    cx = S.MOUTH_CORNER_X
+    cx = S.LIP_HALF_WIDTH
 
     def upper_border(x):
         tt = np.clip(1 - (x / (cx + 1.0)) ** 2, 0, 1)

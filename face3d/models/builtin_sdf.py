@@ -21,7 +21,8 @@ EYE_ROW_Y = -5.0  # the palpebral fissure (eye slit) lies on this horizontal lin
 EYE_INNER_X = 16.0  # endocanthion |x|
 EYE_OUTER_X = 46.5  # exocanthion |x|
 MOUTH_Y = -69.0  # stomion height: the lip slit
-MOUTH_CORNER_X = 25.0
+MOUTH_CORNER_X = 25.0  # nominal, picks the slit's corner columns (fixed topology)
+LIP_HALF_WIDTH = 23.5  # where the sculpted lips end
 NECK_CUT_Y = -235.0
 NECK_AXIS_Z = -18.0
 TMJ = np.array([0.0, -22.0, 8.0])  # mid-point between the two temporomandibular joints
@@ -84,7 +85,7 @@ def face_loft(p):
     r = (np.abs(x) / a) ** e + (np.abs(z - zc) / c) ** e
     d = (r ** (1.0 / e) - 1.0) * np.minimum(a, c)
     # jaw underside: a plane rising from the menton back towards the neck
-    y_under = -117.0 + np.clip(68.0 - z, 0.0, None) * 0.40
+    y_under = -120.0 + np.clip(68.0 - z, 0.0, None) * 0.42
     d = smax(d, y_under - y, 6.0)
     # the loft stops at the forehead, where the cranium takes over
     d = smax(d, y - 45.0, 12.0)
@@ -95,10 +96,10 @@ def cranium(p):
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     # narrower forehead/temples than parietal region; flatter forehead
     front = np.clip((z - 10.0) / 70.0, 0.0, 1.0)
-    a = 75.0 * (1.0 - 0.10 * front**2) * (1.0 - 0.06 * np.clip((20.0 - y) / 80.0, 0, 1))
+    a = 71.0 * (1.0 - 0.10 * front**2) * (1.0 - 0.06 * np.clip((20.0 - y) / 80.0, 0, 1))
     b = 95.0
-    c = np.where(z > -3.0, 92.0, 92.0)
-    q = np.abs(np.stack([x / a, (y - 20.0) / b, (z + 3.0) / c], -1))
+    c = 89.0
+    q = np.abs(np.stack([x / a, (y - 20.0) / b, (z + 4.0) / c], -1))
     # rounder (less egg-shaped) crown: superellipse in the upper half
     e = np.where(y > 20.0, 2.35, 2.0)
     r = ((q[..., 0] ** e + q[..., 1] ** e) ** (2.0 / e) + q[..., 2] ** 2) ** 0.5
@@ -122,7 +123,7 @@ def nose(p):
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     # dorsum line from nasion to tip, and the half-width of the nose at each height
     zd = _smooth_interp(y, [(-44, 104), (-38, 111), (-30, 108), (-15, 100), (0, 92), (8, 86)])
-    hw = _smooth_interp(y, [(-46, 15), (-40, 13), (-30, 10), (-15, 8.0), (0, 7.0), (8, 8)])
+    hw = _smooth_interp(y, [(-46, 14), (-40, 12.5), (-30, 10), (-15, 8.0), (0, 7.0), (8, 8)])
     zb = _smooth_interp(y, [(-46, 86), (-30, 82), (-10, 80), (8, 80)])
     depth = np.maximum(zd - zb, 1.0)
     pe = 1.35
@@ -133,11 +134,11 @@ def nose(p):
     # underside of the nose: from the subnasale up to the tip
     y_bottom = -47.0 + np.clip(z - 90.0, 0, None) * 0.30
     d = smax(d, y_bottom - y, 2.5)
-    tip = ellipsoid(p, (0, -37.5, 105.0), (7.5, 7.5, 8.0))
-    alae = np.minimum(ellipsoid(p, (13.5, -41.0, 88.0), (5.5, 5.5, 7.5)),
-                      ellipsoid(p, (-13.5, -41.0, 88.0), (5.5, 5.5, 7.5)))
-    d = smin(d, tip, 5.0)
-    d = smin(d, alae, 5.0)
+    tip = ellipsoid(p, (0, -37.0, 105.5), (7.0, 7.0, 7.5))
+    alae = np.minimum(ellipsoid(p, (12.0, -41.5, 90.0), (5.5, 5.0, 8.0)),
+                      ellipsoid(p, (-12.0, -41.5, 90.0), (5.5, 5.0, 8.0)))
+    d = smin(d, tip, 6.0)
+    d = smin(d, alae, 7.0)
     return d
 
 
@@ -145,7 +146,7 @@ def lips(p):
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     # tubes following the dental arch; thinner towards the corners
     arch = 87.5 - x**2 / 90.0
-    t = np.clip(1.0 - (x / (MOUTH_CORNER_X + 1.0)) ** 2, 0.0, 1.0)
+    t = np.clip(1.0 - (x / (LIP_HALF_WIDTH + 1.0)) ** 2, 0.0, 1.0)
     ru = 0.5 + 5.3 * np.sqrt(t)
     rl = 0.5 + 5.8 * np.sqrt(t)
     # cupid's bow: the upper lip is a little fuller either side of the midline
@@ -153,14 +154,14 @@ def lips(p):
     du = np.sqrt(((y - (MOUTH_Y + 4.4 + bow)) / 1.05) ** 2 + (z - (arch - 3.0)) ** 2) - ru
     dl = np.sqrt(((y - (MOUTH_Y - 5.4)) / 1.1) ** 2 + (z - (arch - 4.8)) ** 2) - rl
     d = np.minimum(du, dl)
-    d = np.maximum(d, np.abs(x) - (MOUTH_CORNER_X + 1.0))
+    d = np.maximum(d, np.abs(x) - (LIP_HALF_WIDTH + 1.0))
     return np.maximum(d, 60.0 - z)  # only at the front of the face
 
 
 def eye_sockets(p):
     c = EYE_CENTER
-    s = np.minimum(ellipsoid(p, (c[0] + 1.0, c[1] - 1.0, c[2] + 8.0), (17.0, 11.0, 10.0)),
-                   ellipsoid(p, (-c[0] - 1.0, c[1] - 1.0, c[2] + 8.0), (17.0, 11.0, 10.0)))
+    s = np.minimum(ellipsoid(p, (c[0] + 1.0, c[1] - 2.5, c[2] + 8.0), (17.0, 10.0, 10.0)),
+                   ellipsoid(p, (-c[0] - 1.0, c[1] - 2.5, c[2] + 8.0), (17.0, 10.0, 10.0)))
     return s
 
 
@@ -198,11 +199,11 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = smin(d, neck(p), 22.0)
     cheek = sym(ellipsoid, (49.0, -22.0, 50.0), (15.0, 11.0, 17.0))(p)
     d = smin(d, cheek, 14.0)
-    brow = sym(ellipsoid, (29.0, 13.0, 80.0), (22.0, 7.0, 10.0))(p)
-    d = smin(d, brow, 7.0)
+    brow = sym(ellipsoid, (29.0, 13.0, 79.0), (22.0, 8.0, 10.0))(p)
+    d = smin(d, brow, 8.0)
     glab = ellipsoid(p, (0.0, 12.0, 84.0), (12.0, 8.0, 10.0))
     d = smin(d, glab, 6.0)
-    chin = ellipsoid(p, (0.0, -103.0, 72.0), (19.0, 11.0, 11.0))
+    chin = ellipsoid(p, (0.0, -105.0, 72.0), (19.0, 11.0, 11.0))
     d = smin(d, chin, 8.0)
     d = smax(d, -eye_sockets(p), 8.0)
     d = smin(d, eyelids(p), 3.5)

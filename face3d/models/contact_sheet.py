@@ -23,7 +23,7 @@ class ContactSheetConfig:
     tile: int = 200
     n_identity: int = 6
     sigma: float = 3.0
-    camera_distance: float = 560.0  # mm from the head centre
+    camera_distance: float = 520.0  # mm from the look-at point (head centre, a little low)
     fov_deg: float = 30.0
     backend: str = "auto"  # "auto" (face3d.render if present), "numpy"
 
@@ -32,7 +32,7 @@ VIEWS = {"front": 0.0, "3/4": 40.0, "side": 90.0}
 
 
 def look_at_projection(vertices: np.ndarray, yaw_deg: float, size: int, distance: float, fov_deg: float,
-                       target=(0.0, -20.0, 0.0)):
+                       target=(0.0, -15.0, 0.0)):
     """Pinhole projection of (V, 3) world points (mm) for a camera orbiting the head about +y.
 
     ``yaw_deg`` 0 looks at the face (camera on +z), 90 at the subject's left side (camera on +x).
@@ -148,25 +148,27 @@ def shade_views(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, cfg
 
 
 def _renderer_views(vertices, faces, colors, cfg: ContactSheetConfig, views=VIEWS):
-    """Render with face3d.render.Renderer (raises ImportError when it is not available)."""
+    """Render with face3d.render.Renderer, one camera per view in a batch (raises ImportError
+    when the render package is not available)."""
     import torch
-    from face3d.render import Camera, Renderer  # noqa: F401  (ImportError -> numpy fallback)
+    from face3d.render import Camera, Renderer  # ImportError -> numpy fallback
 
-    r = Renderer(backend="auto")
-    out = []
-    target = np.array([0.0, -20.0, 0.0])
-    for yaw in views.values():
-        a = np.deg2rad(yaw)
-        eye = target + cfg.camera_distance * np.array([np.sin(a), 0.0, np.cos(a)])
-        cam = Camera.look_at(torch.tensor(eye, dtype=torch.float32), torch.tensor(target, dtype=torch.float32),
-                             fov_deg=cfg.fov_deg, width=cfg.tile, height=cfg.tile)
-        res = r(torch.as_tensor(vertices, dtype=torch.float32)[None], torch.as_tensor(faces), cam,
-                vertex_colors=torch.as_tensor(colors, dtype=torch.float32)[None])
-        rgb = res.rgb[0].detach().cpu().numpy()
-        alpha = res.alpha[0].detach().cpu().numpy()
-        img = rgb * alpha + (1 - alpha)
-        out.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
-    return out
+    target = np.array([0.0, -15.0, 0.0])
+    yaws = np.deg2rad(np.array(list(views.values())))
+    eyes = target + cfg.camera_distance * np.stack([np.sin(yaws), 0 * yaws, np.cos(yaws)], -1)
+    cam = Camera.look_at(torch.tensor(eyes, dtype=torch.float32), torch.tensor(target, dtype=torch.float32),
+                         fov_deg=cfg.fov_deg, width=cfg.tile, height=cfg.tile)
+    # key light from the camera's upper left, as in the numpy path
+    light = np.stack([np.sin(yaws - 0.5), np.full_like(yaws, 0.45), np.cos(yaws - 0.5)], -1)
+    light /= np.linalg.norm(light, axis=1, keepdims=True)
+    res = Renderer(backend="auto")(
+        torch.as_tensor(vertices, dtype=torch.float32)[None], torch.as_tensor(faces), cam,
+        vertex_colors=torch.as_tensor(colors, dtype=torch.float32)[None],
+        light_dir=torch.tensor(light, dtype=torch.float32))
+    rgb = res.rgb.detach().cpu().numpy()
+    alpha = res.alpha.detach().cpu().numpy()
+    img = rgb * alpha + (1 - alpha)
+    return [(np.clip(im, 0, 1) * 255).astype(np.uint8) for im in img]
 
 
 def model_colors(model) -> np.ndarray:

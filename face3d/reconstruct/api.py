@@ -103,7 +103,7 @@ def fit_detections(model, image: np.ndarray, detections: list[Detection],
     B = len(detections)
     id_init, est_name = _estimate_identity(model, lms, cfg)
     t1 = time.time()
-    imgs = torch.from_numpy(image).float().div(255)[None].expand(B, -1, -1, -1)
+    imgs = torch.tensor(np.asarray(image), dtype=torch.float32).div(255)[None].expand(B, -1, -1, -1)
     res: FitResult = fit(model, lms, imgs, identity_init=id_init, cfg=cfg.fit, renderer=renderer)
     t2 = time.time()
     meas = measure(model, res.identity)

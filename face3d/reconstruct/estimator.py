@@ -64,7 +64,7 @@ class ShapeEstimator(nn.Module):
 class TrainConfig:
     """Training settings (``steps`` Adam steps on freshly sampled batches; no data set on disk)."""
 
-    steps: int = 4000
+    steps: int = 2000
     batch: int = 512
     lr: float = 2e-3
     hidden: int = 256
@@ -73,7 +73,7 @@ class TrainConfig:
     synthetic: SyntheticConfig = SyntheticConfig()
 
 
-def _vertex_subset(model: MorphableModel, max_vertices: int = 2000) -> Tensor:
+def _vertex_subset(model: MorphableModel, max_vertices: int = 600) -> Tensor:
     face = model.regions.get("face")
     ids = face if face is not None and face.numel() else torch.arange(model.n_vertices)
     if ids.numel() > max_vertices:

@@ -242,7 +242,7 @@ def fit(model: MorphableModel, landmarks: Tensor, images: Tensor | None = None,
         with torch.no_grad():
             if arkit:  # the forward pass clamps to [0, 1]; keep the raw value near that range
                 P["expression"].clamp_(-0.1, 1.1)
-                P["jaw"][:, 0].clamp_(-0.05, 0.6)
+            P["jaw"][:, 0].clamp_(-0.05, 0.6)  # the jaw opens (+x) up to ~35 degrees
 
     def focal_b() -> Tensor:
         return expand(P["log_f"]).exp().reshape(-1)

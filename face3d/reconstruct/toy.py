@@ -74,7 +74,7 @@ def toy_model(n_lat: int = 24, n_lon: int = 40, seed: int = 0) -> MorphableModel
     lower = np.clip(-(verts[:, 1] + 40) / 60, 0, 1)
     K = 8
     idb = np.zeros((V, 3, K))
-    idb[:, :, 0] = rel * 0.04  # size
+    idb[:, :, 0] = rel * 0.01  # size (small: absolute size is not visible in an image)
     idb[:, 0, 1] = rel[:, 0] * 0.05  # width
     idb[:, 1, 2] = rel[:, 1] * 0.05  # height
     idb[:, 2, 3] = rel[:, 2] * 0.05  # depth

@@ -32,7 +32,7 @@ class TrackConfig:
     weights for the built-in model), ``fit``: base :class:`FitConfig`."""
 
     batch: int = 16
-    temporal: float = 1.0
+    temporal: float = 0.02
     photometric: bool = False
     estimator_path: str | None = None
     fit: FitConfig = FitConfig(rigid_iters=40, landmark_steps=80, photo_steps=(20,), photo_sizes=(96,))

@@ -134,7 +134,11 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"error: --methods: unknown {bad}; expected a subset of {_METHODS}", file=sys.stderr)
         return 2
     model = load_model(args.model)
-    sts = {m: load_stabilizer(m, args.model if m == "learned" else model, args.weights) for m in methods}
+    try:
+        sts = {m: load_stabilizer(m, args.model if m == "learned" else model, args.weights) for m in methods}
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cfg = EvalConfig()
     over = {k: v for k, v in (("n_pairs", args.pairs), ("n_sequences", args.sequences), ("n_frames", args.frames),
                               ("seed", args.seed)) if v is not None}

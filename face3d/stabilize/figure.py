@@ -70,12 +70,12 @@ def make_figure(model_spec: str = "builtin", weights: str | None = None, n_frame
     colors[sk] = torch.tensor((0.45, 0.6, 0.85))
     v0 = clean[0]
     lo, hi = v0.min(0).values, v0.max(0).values
-    center, radius = (lo + hi) / 2, float((hi - lo).norm() / 2) * 1.25
+    center, radius = (lo + hi) / 2, float((hi - lo).norm() / 2) * 0.85
     cfg = PreviewConfig(size=size)
     imgs, labels = [], []
     for row, verts in (("input", clean), ("stabilized", stab)):
         for i in idx:
-            imgs.append(render_preview(verts[i], model.faces, (25.0,), cfg, center=center, radius=radius,
+            imgs.append(render_preview(verts[i], model.faces, (55.0,), cfg, center=center, radius=radius,
                                        vertex_colors=colors)[0])
             labels.append(f"{row} {i}")
     top = grid(imgs, shown, labels)

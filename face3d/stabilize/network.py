@@ -110,33 +110,42 @@ class StabilizerNet(nn.Module):
         nn.init.zeros_(self.encoder[-1].bias)
 
     # ------------------------------------------------------------------ pieces
-    def prealign(self, vertices: Tensor) -> Tensor:
-        """(B, V, 3) meshes (mm) -> (B, 4, 4) ``P`` mapping each onto the centred template
-        (Procrustes on the ``align`` vertices)."""
+    def check(self, vertices: Tensor) -> None:
         if vertices.dim() != 3 or vertices.shape[1:] != (self.n_vertices, 3):
             raise ValueError(
                 f"expected meshes of shape (B, {self.n_vertices}, 3) (the {self.model_name} topology "
                 f"these weights were trained for), got {tuple(vertices.shape)}"
             )
-        pts = vertices[:, self.align]
-        return rigid_fit(pts, self.template_align.to(pts).expand(len(pts), -1, -1))
 
-    def features(self, vertices: Tensor, P: Tensor) -> Tensor:
-        """(B, V, 3) meshes and their pre-alignments -> (B, 3 Np) normalised encoder input."""
-        x = apply_transform(P, vertices[:, self.inputs]) - self.template_inputs.to(vertices)
-        return (x.flatten(1) - self.in_mean.to(x)) / self.in_std.to(x)
+    def encode_points(self, align_pts: Tensor, input_pts: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode meshes given only the vertices the network reads.
 
-    def skull_pose(self, feats: Tensor) -> Tensor:
-        """(B, 3 Np) features -> (B, 4, 4) skull pose ``Q`` in the pre-aligned frame."""
+        Args:
+            align_pts: (B, Na, 3) the ``align`` vertices, mm.
+            input_pts: (B, Np, 3) the ``inputs`` vertices, mm.
+
+        Returns:
+            ``P`` (B, 4, 4): the Procrustes pre-alignment onto the centred template, and ``Q``
+            (B, 4, 4): the predicted skull pose in the pre-aligned frame (dtype of the input).
+        """
+        P = rigid_fit(align_pts, self.template_align.to(align_pts).expand(len(align_pts), -1, -1))
+        x = apply_transform(P, input_pts) - self.template_inputs.to(input_pts)
+        feats = (x.flatten(1) - self.in_mean.to(x)) / self.in_std.to(x)
         out = self.encoder(feats.float()).to(feats.dtype)
         d6 = out[:, :6] * _ROT_SCALE
         d6 = d6 + torch.tensor([1.0, 0, 0, 0, 1, 0], dtype=d6.dtype, device=d6.device)
-        return make_transform(rotation_6d_to_matrix(d6), out[:, 6:] * _TRANS_SCALE)
+        return P, make_transform(rotation_6d_to_matrix(d6), out[:, 6:] * _TRANS_SCALE)
+
+    def features(self, align_pts: Tensor, input_pts: Tensor) -> Tensor:
+        """(B, Na, 3), (B, Np, 3) as in :meth:`encode_points` -> (B, 3 Np) encoder input before
+        normalisation (used to fit ``in_mean`` / ``in_std``)."""
+        P = rigid_fit(align_pts, self.template_align.to(align_pts).expand(len(align_pts), -1, -1))
+        return (apply_transform(P, input_pts) - self.template_inputs.to(input_pts)).flatten(1)
 
     def encode(self, vertices: Tensor) -> tuple[Tensor, Tensor]:
         """(B, V, 3) meshes -> (pre-alignment ``P`` (B, 4, 4), skull pose ``Q`` (B, 4, 4))."""
-        P = self.prealign(vertices)
-        return P, self.skull_pose(self.features(vertices, P))
+        self.check(vertices)
+        return self.encode_points(vertices[:, self.align], vertices[:, self.inputs])
 
     # ------------------------------------------------------------------ API
     def forward(self, source: Tensor, target: Tensor) -> Tensor:

@@ -29,14 +29,14 @@ class TrainConfig:
     """Training settings. ``steps`` optimiser steps of ``identities * per_identity`` meshes
     (``identities * per_identity * (per_identity - 1)`` pairs); AdamW with a cosine schedule."""
 
-    steps: int = 3000
-    identities: int = 48
-    per_identity: int = 4
+    steps: int = 1000
+    identities: int = 24
+    per_identity: int = 6
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
     norm_samples: int = 2048  # meshes used to estimate the input normalisation
-    loss_points: int = 256  # skull vertices in the loss (subsampled once, fixed)
+    loss_points: int = 128  # skull vertices in the loss (subsampled once, fixed)
     log_every: int = 100
     network: NetworkConfig = field(default_factory=NetworkConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
@@ -58,17 +58,18 @@ def _pair_index(n_groups: int, k: int) -> tuple[Tensor, Tensor]:
     return (base + a).reshape(-1), (base + b).reshape(-1)
 
 
-def pair_loss(net: StabilizerNet, noisy: Tensor, clean: Tensor, skull: Tensor, per_identity: int,
-              loss_idx: Tensor) -> Tensor:
+def pair_loss(net: StabilizerNet, align_pts: Tensor, input_pts: Tensor, skull_pts: Tensor, skull: Tensor,
+              per_identity: int) -> Tensor:
     """Mean skull-vertex distance (mm) over all ordered pairs within groups of ``per_identity``.
 
-    ``noisy``/``clean`` (M, V, 3) meshes, ``skull`` (M, 4, 4) their skull transforms.
+    ``align_pts`` (M, Na, 3) and ``input_pts`` (M, Np, 3): the network's vertices of M noisy
+    meshes; ``skull_pts`` (M, Ns, 3): clean skull vertices; ``skull`` (M, 4, 4): skull transforms.
     """
-    P, Q = net.encode(noisy)
-    ia, ib = _pair_index(noisy.shape[0] // per_identity, per_identity)
+    P, Q = net.encode_points(align_pts, input_pts)
+    ia, ib = _pair_index(align_pts.shape[0] // per_identity, per_identity)
     pred = net.relative(P[ia], Q[ia], P[ib], Q[ib])
     true = skull[ib] @ invert_transform(skull[ia])
-    pts = clean[ia][:, loss_idx]
+    pts = skull_pts[ia]
     return (apply_transform(pred, pts) - apply_transform(true, pts)).norm(dim=-1).mean()
 
 
@@ -85,28 +86,27 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
     model = model.float().eval()
     net = StabilizerNet(model, cfg.network)
 
-    # Generate only the vertices the network and the loss read, scattered back into full meshes.
+    # Generate only the vertices the network and the loss read.
     k = min(cfg.loss_points, len(net.skull))
     loss_idx = net.skull[torch.randperm(len(net.skull), generator=g)[:k]]
     keep = torch.unique(torch.cat([net.align, net.inputs, loss_idx]))
     sub = restrict_model(model, keep)
+    at = lambda idx: torch.searchsorted(keep, idx)  # noqa: E731  (positions in the sub-model)
+    a_loc, i_loc, s_loc = at(net.align), at(net.inputs), at(loss_idx)
 
-    def sample(n_id: int, per: int) -> tuple[Tensor, Tensor, Tensor]:
-        noisy_k, clean_k, skull, _ = sample_groups(sub, n_id, per, cfg.synth, g)
-        noisy = torch.zeros(len(skull), model.n_vertices, 3)
-        clean = torch.zeros_like(noisy)
-        noisy[:, keep], clean[:, keep] = noisy_k[:, : len(keep)], clean_k[:, : len(keep)]
-        return noisy, clean, skull
+    def sample(n_id: int, per: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        noisy, clean, skull, _ = sample_groups(sub, n_id, per, cfg.synth, g)
+        return noisy[:, a_loc], noisy[:, i_loc], clean[:, s_loc], skull
 
     # Input normalisation from a first batch of meshes (stored with the weights).
     with torch.no_grad():
         feats = []
         for _ in range(max(1, cfg.norm_samples // 256)):
-            noisy, _, _ = sample(64, 4)
-            feats.append(net.features(noisy, net.prealign(noisy)))
+            a, i, _, _ = sample(64, 4)
+            feats.append(net.features(a, i))
         feats = torch.cat(feats)
         net.in_mean.copy_(feats.mean(0))
-        net.in_std.copy_(feats.std(0).clamp_min(1e-3))  # fixed, normalised per dimension
+        net.in_std.copy_(feats.std(0).clamp_min(1e-3))
 
     opt = torch.optim.AdamW(net.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
@@ -115,8 +115,8 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
     run = 0.0
     net.train()
     for step in range(1, cfg.steps + 1):
-        noisy, clean, skull = sample(cfg.identities, cfg.per_identity)
-        loss = pair_loss(net, noisy, clean, skull, cfg.per_identity, loss_idx)
+        a, i, s, skull = sample(cfg.identities, cfg.per_identity)
+        loss = pair_loss(net, a, i, s, skull, cfg.per_identity)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

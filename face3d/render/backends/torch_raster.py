@@ -78,17 +78,15 @@ def _corners(pos: Tensor, tri: Tensor, b: Tensor | None = None, f: Tensor | None
     on CPU); all of it stays differentiable.
     """
     B, V, _ = pos.shape
-    comp = pos.permute(2, 0, 1).reshape(4, B * V)
+    comp = pos.permute(2, 0, 1).reshape(4, B * V).unbind(0)  # 4 contiguous rows
     if b is None:
         base = (torch.arange(B, device=pos.device) * V)[:, None]
         vids = [(base + tri[None, :, k]).reshape(-1) for k in range(3)]
     else:
         tf = tri.index_select(0, f)
         vids = [b * V + tf[:, k] for k in range(3)]
-    out = []
-    for vid in vids:
-        out.extend(comp.index_select(1, vid).unbind(0))
-    return out
+    # 1-D index_select per component: gathers along dim 1 of a 2-D tensor are much slower.
+    return [row.index_select(0, vid) for vid in vids for row in comp]
 
 
 def _edge_terms(x0, y0, w0, x1, y1, w1, x2, y2, w2):
@@ -117,15 +115,12 @@ def _triangle_setup(pos: Tensor, tri: Tensor, H: int, W: int):
         ex, ey = e[3 * i], e[3 * i + 1]
         incl = (ex > 0) | ((ex == 0) & (ey > 0))
         thr.append(incl.to(pos.dtype) * -tiny)
-    coef = torch.stack(e + dz + thr, 0)  # (15, B*F), component-major like the corners
+    coef = e + dz + thr  # 15 rows of (B*F,): kept separate, gathered row by row below
 
     front = (w0 > 0) & (w1 > 0) & (w2 > 0)
-    # Trivially outside one clip plane (all three vertices beyond it): cull.
-    culled = (((x0 > w0) & (x1 > w1) & (x2 > w2)) | ((x0 < -w0) & (x1 < -w1) & (x2 < -w2))
-              | ((y0 > w0) & (y1 > w1) & (y2 > w2)) | ((y0 < -w0) & (y1 < -w1) & (y2 < -w2))
-              | ((z0 > w0) & (z1 > w1) & (z2 > w2)) | ((z0 < -w0) & (z1 < -w1) & (z2 < -w2))
-              | ((w0 <= 0) & (w1 <= 0) & (w2 <= 0)))
-    valid = (det != 0) & torch.isfinite(det) & ~culled
+    # Triangles entirely behind the camera are dropped here; those off-screen in x or y get an
+    # empty clamped box below, and those beyond near/far fail the per-pixel depth test.
+    valid = (det != 0) & torch.isfinite(det) & ((w0 > 0) | (w1 > 0) | (w2 > 0))
 
     # Screen bounding boxes in pixel-index units (pixel centres at integers). Triangles that
     # cross w = 0 have unbounded projections: they get the whole screen, which is exact
@@ -178,7 +173,7 @@ def visibility(pos: Tensor, tri: Tensor, H: int, W: int, chunk: int = CHUNK_CAND
     live = ((nx > 0) & (ny > 0)).nonzero().squeeze(1)
     if live.numel() == 0:
         return key.fill_(-1)
-    coef, x0, y0, nx, ny = coef.index_select(1, live), x0[live], y0[live], nx[live], ny[live]
+    x0, y0, nx, ny = (t.index_select(0, live) for t in (x0, y0, nx, ny))
     tid = live  # flat (b * F + f)
 
     tile = SIZE_CLASSES[-1]
@@ -194,32 +189,35 @@ def visibility(pos: Tensor, tri: Tensor, H: int, W: int, chunk: int = CHUNK_CAND
         ty0 = y0[item] + ky * tile
         nx = torch.minimum(x0[item] + nx[item] - tx0, torch.full_like(tx0, tile))
         ny = torch.minimum(y0[item] + ny[item] - ty0, torch.full_like(ty0, tile))
-        coef, tid, x0, y0 = coef.index_select(1, item), tid[item], tx0, ty0
+        tid, x0, y0 = tid[item], tx0, ty0
 
     size = torch.maximum(nx, ny)
     classes = torch.tensor(SIZE_CLASSES, device=dev)
     cls = torch.searchsorted(classes, size)  # smallest class >= size
-    order = torch.argsort(cls)
     counts = torch.bincount(cls, minlength=len(SIZE_CLASSES)).tolist()
-    coef, tid, x0, y0 = coef.index_select(1, order), tid[order], x0[order], y0[order]
     HW = H * W
     nan = float("nan")
-    start = 0
     for ci, n_c in enumerate(counts):
         if n_c == 0:
             continue
         s = SIZE_CLASSES[ci]
+        members = (cls == ci).nonzero().squeeze(1)
         ar = torch.arange(s, device=dev)
         step = max(1, chunk // (s * s))
-        for a in range(start, start + n_c, step):
-            sl = slice(a, min(a + step, start + n_c))
-            px = x0[sl, None] + ar  # (T, s)
-            py = y0[sl, None] + ar
+        for a in range(0, n_c, step):
+            it = members[a:a + step]
+            t_c = tid.index_select(0, it)
+            x_c = x0.index_select(0, it)
+            y_c = y0.index_select(0, it)
+            c = [row.index_select(0, t_c) for row in coef]
+            # Layout (s, s, T): the triangle axis is innermost so every broadcast op runs long
+            # contiguous loops (with T outside, loops of length s are ~20x slower on CPU).
+            px = x_c[None] + ar[:, None]  # (s, T)
+            py = y_c[None] + ar[:, None]
             # Pixels beyond the image get NaN coordinates, which fail every comparison below.
-            xn = torch.where(px < W, pixel_ndc(px, W, pos.dtype), nan)[:, None, :]
-            yn = torch.where(py < H, pixel_ndc(py, H, pos.dtype), nan)[:, :, None]
-            c = coef[:, sl, None, None]  # (15, T, 1, 1)
-            # Small (T, 1, s) and (T, s, 1) terms first, so each edge costs one full-size add,
+            xn = torch.where(px < W, pixel_ndc(px, W, pos.dtype), nan)[None]  # (1, s, T)
+            yn = torch.where(py < H, pixel_ndc(py, H, pos.dtype), nan)[:, None]  # (s, 1, T)
+            # Small (1, s, T) and (s, 1, T) terms first, so each edge costs one full-size add,
             # compare and and; the evaluation order is the same for every triangle, which keeps
             # shared-edge values exact negations of each other.
             inside = (c[0] * xn + c[2]) + c[1] * yn > c[12]
@@ -228,84 +226,107 @@ def visibility(pos: Tensor, tri: Tensor, H: int, W: int, chunk: int = CHUNK_CAND
             sel = inside.view(-1).nonzero().squeeze(1)
             if sel.numel() == 0:
                 continue
-            ti = torch.div(sel, s * s, rounding_mode="floor")
-            r = sel - ti * (s * s)
-            iy = torch.div(r, s, rounding_mode="floor")
-            ix = r - iy * s
-            ti = ti + a
-            xs = pixel_ndc(x0[ti] + ix, W, pos.dtype)
-            ys = pixel_ndc(y0[ti] + iy, H, pos.dtype)
-            cz = coef[9:12].index_select(1, ti)
+            nT = t_c.shape[0]
+            iy = torch.div(sel, s * nT, rounding_mode="floor")
+            r = sel - iy * (s * nT)
+            ix = torch.div(r, nT, rounding_mode="floor")
+            ti = r - ix * nT
+            pxs = x_c.index_select(0, ti) + ix
+            pys = y_c.index_select(0, ti) + iy
             # Near/far clipping per pixel, on covered candidates only.
-            z = cz[0] * xs + cz[1] * ys + cz[2]
+            z = (c[9].index_select(0, ti) * pixel_ndc(pxs, W, pos.dtype)
+                 + c[10].index_select(0, ti) * pixel_ndc(pys, H, pos.dtype) + c[11].index_select(0, ti))
+            t = t_c.index_select(0, ti)
             ok = (z >= -1) & (z <= 1)
             if not bool(ok.all()):
                 ok = ok.nonzero().squeeze(1)
-                ti, ix, iy, z = ti[ok], ix[ok], iy[ok], z[ok]
-            t = tid[ti]
+                t, pxs, pys, z = t[ok], pxs[ok], pys[ok], z[ok]
             bb = torch.div(t, F, rounding_mode="floor")
             f = t - bb * F
             # Non-negative floats order like their bit patterns; depth is in [0, 2] after the shift.
             zb = (z + 1).float().view(torch.int32).to(torch.int64)
-            pix = bb * HW + (y0[ti] + iy) * W + (x0[ti] + ix)
+            pix = bb * HW + pys * W + pxs
             key.scatter_reduce_(0, pix, (zb << 32) | f, reduce="amin")
-        start += n_c
     out = key & 0xFFFFFFFF
     out[key == _EMPTY] = -1
     return out
 
 
-def barycentrics_at(pos: Tensor, tri: Tensor, b: Tensor, f: Tensor, xn: Tensor, yn: Tensor):
-    """Differentiable perspective-correct ``(u, v, z/w)`` and their pixel derivatives.
+def pixel_forms(pos: Tensor, tri: Tensor, H: int, W: int, b: Tensor | None = None,
+                f: Tensor | None = None) -> list[Tensor]:
+    """Per-triangle linear forms in pixel coordinates, differentiable w.r.t. ``pos``.
 
-    Args:
-        pos: (B, V, 4) clip space; tri: (F, 3) int64; b, f: (N,) batch and triangle indices;
-        xn, yn: (N,) NDC pixel centres.
-    Returns:
-        bary (N, 3) = (u, v, z/w), db (N, 4) = (du/dx, du/dy, dv/dx, dv/dy) per NDC unit.
+    For pixel indices ``(px, py)`` and a triangle ``t``: ``c0 = A0 px + B0 py + C0`` and
+    ``c1``, ``s`` likewise give ``u = c0 / s``, ``v = c1 / s`` (perspective-correct, from the
+    homogeneous closed form ``c_i = (v_j x v_k) . p``), and ``z/w = Az px + Bz py + Cz``.
+
+    Returns 14 tensors of shape (B*F,), or (N,) for the triangles ``(b, f)`` if given:
+    ``A0, B0, C0, A1, B1, C1, As, Bs, Cs, Az, Bz, Cz, rx, ry``, where the forms take
+    ``(px - rx, py - ry)`` instead of ``(px, py)``.
+    The cross products cancel large terms (products of clip coordinates), so float32 input is
+    set up in float64 (cheap: once per triangle) and the forms are rounded back to float32;
+    evaluating them per pixel in float32 is then accurate to ~1e-6.
     """
-    x0, y0, z0, w0, x1, y1, z1, w1, x2, y2, z2, w2 = _corners(pos, tri, b, f)
+    work = torch.float64 if pos.dtype == torch.float32 else pos.dtype
+    x0, y0, z0, w0, x1, y1, z1, w1, x2, y2, z2, w2 = _corners(pos.to(work), tri, b, f)
     n0, n1, n2 = _edge_terms(x0, y0, w0, x1, y1, w1, x2, y2, w2)
-    c0 = n0[0] * xn + n0[1] * yn + n0[2]
-    c1 = n1[0] * xn + n1[1] * yn + n1[2]
-    c2 = n2[0] * xn + n2[1] * yn + n2[2]
-    s = c0 + c1 + c2
-    inv = 1.0 / s
-    u = c0 * inv
-    v = c1 * inv
-    det = c0 * w0 + c1 * w1 + c2 * w2  # = det(M)
-    zw = (c0 * z0 + c1 * z1 + c2 * z2) / det
-    Sx = n0[0] + n1[0] + n2[0]
-    Sy = n0[1] + n1[1] + n2[1]
-    # d(c/s)/dx = (n_x - (c/s) S_x) / s
-    db = torch.stack(((n0[0] - u * Sx) * inv, (n0[1] - u * Sy) * inv,
-                      (n1[0] - v * Sx) * inv, (n1[1] - v * Sy) * inv), -1)
-    return torch.stack((u, v, zw), -1), db
+    S = [n0[k] + n1[k] + n2[k] for k in range(3)]
+    det = x0 * n0[0] + y0 * n0[1] + w0 * n0[2]
+    det = torch.where(det == 0, torch.ones_like(det), det)
+    Z = [(z0 * n0[k] + z1 * n1[k] + z2 * n2[k]) / det for k in range(3)]
+    ax, bx = 2.0 / W, 1.0 / W - 1.0  # x_ndc = ax * px + bx
+    ay, by = 2.0 / H, 1.0 / H - 1.0
+    # Forms are taken relative to a pixel near the triangle (its first corner), so per-pixel
+    # terms stay as small as the result and float32 evaluation does not cancel digits.
+    with torch.no_grad():
+        ok = w0 > 0
+        ws = torch.where(ok, w0, torch.ones_like(w0))
+        rx = torch.where(ok, torch.round((x0 / ws + 1) * (W / 2) - 0.5).clamp(-2 * W, 3 * W), 0.0)
+        ry = torch.where(ok, torch.round((y0 / ws + 1) * (H / 2) - 0.5).clamp(-2 * H, 3 * H), 0.0)
+    out = []
+    for n in (n0, n1, S, Z):
+        A, Bc = n[0] * ax, n[1] * ay
+        out += [A, Bc, A * rx + Bc * ry + (n[0] * bx + n[1] * by + n[2])]
+    return [o.to(pos.dtype) for o in out] + [rx.to(pos.dtype), ry.to(pos.dtype)]
 
 
 def rasterize(pos: Tensor, tri: Tensor, resolution: tuple[int, int], grad_db: bool = True):
     """Torch backend of :func:`face3d.render.rasterize` (inputs already validated)."""
     H, W = resolution
     B = pos.shape[0]
+    F = tri.shape[0]
     tri = tri.long()
     front = visibility(pos.detach(), tri, H, W)
     idx = (front >= 0).nonzero().squeeze(1)
-    f = front[idx]
+    f = front.index_select(0, idx)
     b = torch.div(idx, H * W, rounding_mode="floor")
     r = idx - b * (H * W)
     py = torch.div(r, W, rounding_mode="floor")
-    px = r - py * W
-    xn = pixel_ndc(px, W, pos.dtype)
-    yn = pixel_ndc(py, H, pos.dtype)
-    bary, db = barycentrics_at(pos, tri, b, f, xn, yn)
-    vals = torch.cat((bary, (f + 1).to(pos.dtype)[:, None]), -1)
-    rast = torch.zeros(B * H * W, 4, dtype=pos.dtype, device=pos.device).index_copy(0, idx, vals)
-    # nvdiffrast reports derivatives per pixel, not per NDC unit.
-    scale = torch.tensor([W / 2, H / 2, W / 2, H / 2], dtype=pos.dtype, device=pos.device)
-    db = db * (1.0 / scale)
+    px = (r - py * W).to(pos.dtype)
+    py = py.to(pos.dtype)
+    # Differentiable recompute on covered pixels only: gather each triangle's linear forms.
+    # Forms only for the triangles that are visible somewhere (often under half of them).
+    vis_t, inv_t = torch.unique(b * F + f, return_inverse=True)
+    vb = torch.div(vis_t, F, rounding_mode="floor")
+    A0, B0, C0, A1, B1, C1, As, Bs, Cs, Az, Bz, Cz, rx, ry = (
+        g.index_select(0, inv_t) for g in pixel_forms(pos, tri, H, W, vb, vis_t - vb * F))
+    px = px - rx
+    py = py - ry
+    inv = 1.0 / (As * px + Bs * py + Cs)
+    u = (A0 * px + B0 * py + C0) * inv
+    v = (A1 * px + B1 * py + C1) * inv
+    zw = Az * px + Bz * py + Cz
+    vals = torch.stack((u, v, zw, (f + 1).to(pos.dtype)), -1)
+    # In-place copy into fresh zeros (not the out-of-place index_copy, which clones them).
+    rast = torch.zeros(B * H * W, 4, dtype=pos.dtype, device=pos.device)
+    rast.index_copy_(0, idx, vals)
+    # d(c/s)/dpx = (A - (c/s) As) / s, per pixel as in nvdiffrast.
     if not grad_db:
-        db = db.detach()
-    rast_db = torch.zeros(B * H * W, 4, dtype=pos.dtype, device=pos.device).index_copy(0, idx, db)
+        u, v, inv = u.detach(), v.detach(), inv.detach()
+        A0, B0, A1, B1, As, Bs = (g.detach() for g in (A0, B0, A1, B1, As, Bs))
+    db = torch.stack(((A0 - u * As) * inv, (B0 - u * Bs) * inv, (A1 - v * As) * inv, (B1 - v * Bs) * inv), -1)
+    rast_db = torch.zeros(B * H * W, 4, dtype=pos.dtype, device=pos.device)
+    rast_db.index_copy_(0, idx, db)
     return rast.view(B, H, W, 4), rast_db.view(B, H, W, 4)
 
 
@@ -408,6 +429,25 @@ def edge_topology(tri: Tensor, n_vertices: int):
     return nbr.view(F, 3), flip.view(F, 3)
 
 
+_TOPOLOGY_CACHE: dict = {}
+
+
+def _cached_topology(tri: Tensor, n_vertices: int):
+    """:func:`edge_topology`, memoised on the content of ``tri`` (renderers reuse one mesh).
+
+    The hit test is an exact ``torch.equal`` on the indices: O(F), far cheaper than the sort.
+    """
+    key = (tuple(tri.shape), str(tri.device), n_vertices)
+    hit = _TOPOLOGY_CACHE.get(key)
+    if hit is not None and torch.equal(hit[0], tri):
+        return hit[1]
+    if len(_TOPOLOGY_CACHE) > 8:
+        _TOPOLOGY_CACHE.clear()
+    topo = edge_topology(tri, n_vertices)
+    _TOPOLOGY_CACHE[key] = (tri.clone(), topo)
+    return topo
+
+
 def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor) -> Tensor:
     """Torch backend of :func:`face3d.render.antialias` (inputs already validated).
 
@@ -424,24 +464,45 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor) -> Tensor:
     """
     B, H, W, C = color.shape
     tri = tri.long()
+    F = tri.shape[0]
     dev = color.device
     with torch.no_grad():
         tid = rast[..., 3].detach().long() - 1  # (B, H, W)
         zw = rast[..., 2].detach()
+        P = pos.detach()
+        # Silhouette edges of every (batch, triangle): boundary, or the neighbour's screen
+        # orientation differs from the triangle's (after correcting for inconsistent winding).
+        x0, y0, _, w0, x1, y1, _, w1, x2, y2, _, w2 = _corners(P, tri)
+        n0, _, _ = _edge_terms(x0, y0, w0, x1, y1, w1, x2, y2, w2)
+        sgn = torch.sign(x0 * n0[0] + y0 * n0[1] + w0 * n0[2]).view(B, F)
+        nbr, flip = _cached_topology(tri, pos.shape[1])
+        sgn_n = sgn[:, nbr.clamp(min=0)]  # (B, F, 3)
+        sil = (nbr < 0) | ((sgn_n == sgn[..., None]) == flip)
+        has_sil = sil.any(-1).reshape(-1)
+        # Only pixels whose triangle has a silhouette edge can start a pair; on a dense mesh
+        # that removes almost all of the (many) pixel pairs with different triangle ids.
+        covered = tid >= 0
+        bidx = torch.arange(B, device=dev)[:, None, None] * F
+        hs = covered & has_sil[(bidx + tid.clamp(min=0)).view(-1)].view(B, H, W)
         base = torch.arange(B * H * W, device=dev).view(B, H, W)
-        pa = torch.cat((base[:, :, :-1].reshape(-1), base[:, :, 1:].reshape(-1),
-                        base[:, :-1, :].reshape(-1), base[:, 1:, :].reshape(-1)))
-        po = torch.cat((base[:, :, 1:].reshape(-1), base[:, :, :-1].reshape(-1),
-                        base[:, 1:, :].reshape(-1), base[:, :-1, :].reshape(-1)))
-        nh = 2 * B * H * (W - 1)
-        horiz = torch.arange(pa.numel(), device=dev) < nh
+        dh = tid[:, :, :-1] != tid[:, :, 1:]
+        dv = tid[:, :-1, :] != tid[:, 1:, :]
+        parts = []
+        for m, a_img, o_img, horizontal in (
+            (dh & hs[:, :, :-1], base[:, :, :-1], base[:, :, 1:], True),
+            (dh & hs[:, :, 1:], base[:, :, 1:], base[:, :, :-1], True),
+            (dv & hs[:, :-1, :], base[:, :-1, :], base[:, 1:, :], False),
+            (dv & hs[:, 1:, :], base[:, 1:, :], base[:, :-1, :], False),
+        ):
+            parts.append((a_img[m], o_img[m], torch.full((int(m.sum()),), horizontal, device=dev)))
+        pa = torch.cat([p_[0] for p_ in parts])
+        po = torch.cat([p_[1] for p_ in parts])
+        horiz = torch.cat([p_[2] for p_ in parts])
+        if pa.numel() == 0:
+            return color
         tflat = tid.reshape(-1)
         ta = tflat[pa]
         to = tflat[po]
-        keep = (ta >= 0) & (ta != to)
-        pa, po, ta, to, horiz = pa[keep], po[keep], ta[keep], to[keep], horiz[keep]
-        if pa.numel() == 0:
-            return color
         b = torch.div(pa, H * W, rounding_mode="floor")
 
         def ndc(p):
@@ -451,7 +512,6 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor) -> Tensor:
 
         xa, ya = ndc(pa)
         xo, yo = ndc(po)
-        P = pos.detach()
         v = P[b[:, None], tri[ta]]  # (K, 3, 4)
         n = edge_normals(v[..., (0, 1, 3)])
         det = (v[:, 0, (0, 1, 3)] * n[:, 0]).sum(-1)
@@ -462,17 +522,7 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor) -> Tensor:
         tt = torch.where(crossing, ca / (ca - co), torch.full_like(ca, 2.0))
         tmin, e = tt.min(-1)
         ok = tmin <= 1
-        # Silhouette: boundary edge, or the neighbour's screen orientation differs from T's.
-        nbr, flip = edge_topology(tri, pos.shape[1])
-        fe_nbr = nbr[ta, e]
-        fe_flip = flip[ta, e]
-        has_nbr = fe_nbr >= 0
-        nb = fe_nbr.clamp(min=0)
-        vn = P[b[:, None], tri[nb]]
-        xyw_n = vn[..., (0, 1, 3)]
-        det_n = (xyw_n[:, 0] * _cross(xyw_n[:, 1], xyw_n[:, 2])).sum(-1)
-        same_facing = (torch.sign(det_n) == torch.sign(det)) != fe_flip
-        silhouette = ~has_nbr | ~same_facing
+        silhouette = sil.view(B * F, 3)[b * F + ta, e]
         # T in front of what o shows: extrapolate z/w (and require the point to be before the camera).
         s_o = co.sum(-1)
         w_pos = (s_o / det) > 0
@@ -491,12 +541,13 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor) -> Tensor:
     # Differentiable part: only the two endpoints of the crossing edge matter.
     j = tri[ta, (e + 1) % 3]
     k = tri[ta, (e + 2) % 3]
-    vj = pos[b, j][:, (0, 1, 3)]
-    vk = pos[b, k][:, (0, 1, 3)]
+    work = torch.float64 if pos.dtype == torch.float32 else pos.dtype  # see rasterize()
+    vj = pos[b, j][:, (0, 1, 3)].to(work)
+    vk = pos[b, k][:, (0, 1, 3)].to(work)
     ne = _cross(vj, vk)
-    ca = ne[:, 0] * xa + ne[:, 1] * ya + ne[:, 2]
-    co = ne[:, 0] * xo + ne[:, 1] * yo + ne[:, 2]
-    t = (ca / (ca - co)).clamp(0, 1)[:, None]
+    ca = ne[:, 0] * xa.to(work) + ne[:, 1] * ya.to(work) + ne[:, 2]
+    co = ne[:, 0] * xo.to(work) + ne[:, 1] * yo.to(work) + ne[:, 2]
+    t = (ca / (ca - co)).clamp(0, 1)[:, None].to(color.dtype)
     cf = color.reshape(-1, C)
     col_a = cf[pa]
     col_o = cf[po]
