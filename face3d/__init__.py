@@ -7,4 +7,13 @@ functions that need them.
 from face3d.models import LandmarkSet, ModelOutput, MorphableModel, load_model
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "MorphableModel", "ModelOutput", "LandmarkSet", "__version__"]
+__all__ = ["load_model", "MorphableModel", "ModelOutput", "LandmarkSet", "reconstruct", "__version__"]
+
+
+def __getattr__(name: str):
+    # Reconstruction pulls in the fitter and (when called) dlib; load it on first use only.
+    if name == "reconstruct":
+        from face3d.reconstruct.api import reconstruct
+
+        return reconstruct
+    raise AttributeError(f"module 'face3d' has no attribute {name!r}")

@@ -43,11 +43,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'model_views.png'}", file=sys.stderr)
     if args.skip_reconstruct:
         return 0
-    from face3d.reconstruct.cli import run_example
+    from face3d.cli import main
 
-    result_dir = out / "astronaut"
-    code = run_example("astronaut", result_dir, model=args.model)
-    meas = result_dir / "astronaut" / "measurements.json"
-    if meas.is_file():
+    code = main(["reconstruct", "--example", "astronaut", "--out", str(out), "--model", args.model])
+    for meas in sorted(out.glob("*/measurements.json")):
+        print(f"{meas}:")
         print(json.dumps(json.loads(meas.read_text()), indent=2))
     return code

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from face3d.geometry.rotations import axis_angle_to_matrix, rotation_angle_deg
-from face3d.render import Camera, Renderer, interpolate
+from face3d.render import Camera, Renderer
 from face3d.render.lighting import SH_C0
 from face3d.render.meshes import head_proxy, uv_sphere
 
@@ -228,3 +228,20 @@ def test_inverse_rendering_recovers_head_pose():
     assert err0 > 10.0
     assert rot_err < 1.2, rot_err
     assert t_err < 1.5, t_err
+
+
+def test_bad_camera_and_renderer_input_raise_naming_the_argument():
+    with pytest.raises(ValueError, match="up"):
+        Camera.look_at((0.0, 500.0, 0.0), up=(0.0, 1.0, 0.0))
+    with pytest.raises(ValueError, match="near"):
+        Camera.from_intrinsics(100.0, 100.0, 31.5, 31.5, 64, 64, near=0.0)
+    cam = Camera.look_at((0.0, 0.0, 500.0), width=16, height=16)
+    v, f = uv_sphere(4, 6)
+    with pytest.raises(ValueError, match="vertices"):
+        Renderer()(v[None, :, :2], f, cam)
+    with pytest.raises(ValueError, match="vertex_colors"):
+        Renderer()(v[None], f, cam, vertex_colors=torch.ones(1, 3, 3))
+    with pytest.raises(ValueError, match="uvs"):
+        Renderer()(v[None], f, cam, texture=torch.ones(1, 4, 4, 3))
+    with pytest.raises(ValueError, match="tri"):
+        Renderer()(v[None], f + 100, cam)

@@ -15,7 +15,7 @@ import numpy as np
 
 from face3d.models import builtin_sdf as S
 from face3d.models.builtin_mesh import BAG_RINGS, LidState, band_ids, band_rays, march_band
-from face3d.models.builtin_rig import Features, jaw_underside_y, smoothstep
+from face3d.models.builtin_rig import Features, smoothstep
 
 EXPRESSION_NAMES = (
     "jawOpen", "jawForward", "jawLeft", "jawRight", "mouthClose", "mouthFunnel", "mouthPucker",
@@ -26,6 +26,18 @@ EXPRESSION_NAMES = (
     "cheekSquint_L", "cheekSquint_R", "browInnerUp", "browDown_L", "browDown_R", "browOuterUp_L",
     "browOuterUp_R", "eyeBlink_L", "eyeBlink_R", "eyeSquint_L", "eyeSquint_R", "eyeWide_L",
     "eyeWide_R", "noseSneer_L", "noseSneer_R",
+)
+# Identity components in basis order (component k of the saved model is IDENTITY_NAMES[k]).
+IDENTITY_NAMES = (
+    "size", "head_breadth", "head_length", "head_height", "face_height", "face_width", "jaw_width",
+    "chin_length", "chin_projection", "chin_width", "nose_length", "nose_width", "nose_projection",
+    "nose_bridge", "nose_tip_size", "nostril_flare", "brow_ridge", "eye_spacing", "eye_aperture",
+    "eye_height", "eye_depth", "cheekbones", "cheek_fullness", "upper_lip_fullness", "lower_lip_fullness",
+    "mouth_width", "philtrum_length", "forehead_slope", "forehead_bulge", "ear_size", "ear_protrusion",
+    "ear_height", "neck_width", "neck_depth", "occiput", "vertex_height", "temple_width", "gonial_height",
+    "submental", "lower_face_shift", "nose_deviation", "canthal_tilt", "prognathism", "midface_projection",
+    "cranial_taper", "lower_cheek_width", "nasal_bridge_width", "upper_lip_projection", "mentolabial_depth",
+    "skull_asymmetry",
 )
 JAW_OPEN_RAD = 0.12  # the jawOpen blendshape is this jaw rotation, linearised (skin only)
 
@@ -38,6 +50,12 @@ def rbf(p, c, r):
 def sym_rbf(p, c, r):
     c = np.asarray(c, float)
     return rbf(p, c, r) + rbf(p, c * np.array([-1, 1, 1]), r)
+
+
+def odd_rbf(p, c, r):
+    """Mirror-antisymmetric bump: + on the +x side, - on the -x side, smooth (0) at x = 0."""
+    c = np.asarray(c, float)
+    return rbf(p, c, r) - rbf(p, c * np.array([-1, 1, 1]), r)
 
 
 def vec(*c):
@@ -59,7 +77,7 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     crown = smoothstep((y + 40.0) / 70.0)  # cranium above the ears
     front = smoothstep((z - 10.0) / 30.0)  # the face side
     neckw = smoothstep((-95.0 - y) / 40.0)
-    eye_l, eye_r = S.EYE_CENTER, S.EYE_CENTER * vec(-1, 1, 1)
+    eye_l = S.EYE_CENTER
     eyew = sym_rbf(p, eye_l, (13.0, 11.0, 16.0))
     ear = sym_rbf(p, (76.0, -12.0, -6.0), (8.0, 22.0, 14.0)) * smoothstep((np.abs(x) - 62.0) / 8.0)
     gon = (52.0, -80.0, 5.0)
@@ -79,11 +97,10 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     back = smoothstep((40.0 - z) / 80.0)
     add("head_length", zero, zero, 0.045 * (z - 40.0) * back * crown)
     add("head_height", zero, 0.05 * np.clip(y, 0, None) * crown, zero)
-    low = smoothstep((S.EYE_ROW_Y - y) / 40.0)
     add("face_height", zero, -0.045 * np.clip(S.EYE_ROW_Y - y, 0, 130) * front * (1 - neckw * 0.7), zero)
     fw = front * smoothstep((40.0 - y) / 30.0) * (1 - neckw)
     add("face_width", 0.045 * x * fw, zero, zero)
-    add("jaw_width", 6.0 * sx * sym_rbf(p, gon, (18.0, 22.0, 30.0)), zero, zero)
+    add("jaw_width", 6.0 * odd_rbf(p, gon, (18.0, 22.0, 30.0)), zero, zero)
     chin = rbf(p, (0.0, -108.0, 70.0), (26.0, 16.0, 30.0))
     add("chin_length", zero, -4.5 * chin, zero)
     add("chin_projection", zero, zero, 4.5 * rbf(p, (0.0, -103.0, 75.0), (22.0, 15.0, 20.0)))
@@ -91,14 +108,15 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     nose_w = rbf(p, nasal_tip, (13.0, 12.0, 16.0))
     add("nose_length", zero, -3.5 * nose_w, 0.8 * nose_w)
     alae = sym_rbf(p, (15.0, -41.0, 89.0), (8.0, 8.0, 9.0))
-    add("nose_width", 3.0 * sx * alae, zero, zero)
+    alae_x = odd_rbf(p, (15.0, -41.0, 89.0), (8.0, 8.0, 9.0))
+    add("nose_width", 3.0 * alae_x, zero, zero)
     add("nose_projection", zero, -0.5 * nose_w, 4.5 * rbf(p, nasal_tip, (13.0, 18.0, 14.0)))
     add("nose_bridge", zero, zero, 2.8 * rbf(p, (0.0, -10.0, 96.0), (8.0, 16.0, 12.0)))
     add("nose_tip_size", *(0.18 * (p - vec(0, -38, 102)) * rbf(p, nasal_tip, (9.0, 8.0, 9.0))[:, None]).T)
-    add("nostril_flare", 2.2 * sx * alae, 1.2 * alae, zero)
+    add("nostril_flare", 2.2 * alae_x, 1.2 * alae, zero)
     brow = sym_rbf(p, (28.0, 13.0, 84.0), (17.0, 7.0, 12.0)) + rbf(p, (0, 11.0, 88.0), (9.0, 7.0, 10.0))
     add("brow_ridge", zero, 0.5 * brow, 3.2 * brow)
-    add("eye_spacing", 2.8 * sx * sym_rbf(p, eye_l, (15.0, 13.0, 22.0)), zero, zero)
+    add("eye_spacing", 2.8 * odd_rbf(p, eye_l, (15.0, 13.0, 22.0)), zero, zero)
     lid_w = eyew * (F.skin & (z > 45.0))
     add("eye_aperture", zero, 0.7 * F.eye_side * lid_w * (np.abs(y - S.EYE_ROW_Y) < 14), zero)
     add("eye_height", zero, 2.8 * sym_rbf(p, eye_l, (16.0, 13.0, 22.0)), zero)
@@ -124,7 +142,7 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     add("neck_depth", zero, zero, 0.07 * (z - S.NECK_AXIS_Z) * neckw)
     add("occiput", zero, -1.0 * rbf(p, (0.0, 10.0, -95.0), (45.0, 40.0, 30.0)), -4.5 * rbf(p, (0.0, 10.0, -95.0), (45.0, 40.0, 30.0)))
     add("vertex_height", zero, 4.5 * rbf(p, (0.0, 115.0, 0.0), (50.0, 30.0, 60.0)), zero)
-    add("temple_width", 3.0 * sx * sym_rbf(p, (62.0, 25.0, 40.0), (14.0, 20.0, 20.0)), zero, zero)
+    add("temple_width", 3.0 * odd_rbf(p, (62.0, 25.0, 40.0), (14.0, 20.0, 20.0)), zero, zero)
     add("gonial_height", zero, 4.0 * sym_rbf(p, gon, (18.0, 18.0, 25.0)), zero)
     add("submental", zero, -3.5 * rbf(p, (0.0, -120.0, 40.0), (34.0, 10.0, 24.0)), zero)
     lowface = front * smoothstep((-20.0 - y) / 30.0) * (1 - neckw)
@@ -134,9 +152,9 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     add("prognathism", zero, zero, 3.5 * front * smoothstep((-72.0 - y) / 18.0) * (1 - neckw))
     add("midface_projection", zero, zero, 2.0 * rbf(p, (0.0, -30.0, 85.0), (40.0, 20.0, 30.0)))
     add("cranial_taper", 0.05 * x * np.clip(-z / 95.0, -1, 1) * crown, zero, zero)
-    add("lower_cheek_width", 3.0 * sx * sym_rbf(p, (52.0, -62.0, 35.0), (14.0, 18.0, 22.0)), zero, zero)
-    add("nasal_bridge_width", 1.8 * sx * sym_rbf(p, (8.0, -6.0, 88.0), (5.0, 12.0, 10.0)), zero, zero)
-    add("upper_lip_projection", zero, zero, 2.6 * rbf(p, (0.0, -58.0, 88.0), (18.0, 10.0, 10.0)))
+    add("lower_cheek_width", 3.0 * odd_rbf(p, (52.0, -62.0, 35.0), (14.0, 18.0, 22.0)), zero, zero)
+    add("nasal_bridge_width", 1.3 * odd_rbf(p, (8.0, -6.0, 88.0), (6.0, 14.0, 12.0)), zero, zero)
+    add("upper_lip_projection", zero, zero, 2.0 * rbf(p, (0.0, -58.0, 88.0), (20.0, 12.0, 12.0)))
     add("mentolabial_depth", zero, zero, 2.4 * rbf(p, (0.0, -87.0, 80.0), (18.0, 7.0, 10.0)))
     add("skull_asymmetry", zero, zero, 2.5 * (x / 75.0) * crown * smoothstep((-z + 20.0) / 60.0))
     return f
@@ -172,6 +190,8 @@ def identity_basis(F: Features) -> tuple[np.ndarray, list[str]]:
     """
     fields = [(n, d if n == "eye_aperture" else _rigid_eyes(F, d)) for n, d in identity_fields(F)]
     names = [n for n, _ in fields]
+    if tuple(names) != IDENTITY_NAMES:
+        raise AssertionError(f"identity_fields order {names} differs from IDENTITY_NAMES")
     B = np.stack([d.reshape(-1) for _, d in fields], -1)  # (3V, K)
     norms = np.linalg.norm(B, axis=0)
     Q, R = np.linalg.qr(B)
@@ -207,7 +227,6 @@ def expression_basis(F: Features, jaw_w: np.ndarray, fan: np.ndarray) -> np.ndar
     corner_l = F.v[F.mouth_corners[1]]
     corner_r = F.v[F.mouth_corners[0]]
     mouth_c = vec(0.0, S.MOUTH_Y, 84.0)
-    lipw = rbf(p, mouth_c, (24.0, 10.0, 16.0)) * smoothstep((z - 60.0) / 15.0)
     up = (F.lip_side > 0) * 1.0
     lo = (F.lip_side < 0) * 1.0
     mid = (F.lip_side == 0) * 1.0

@@ -38,7 +38,7 @@ FAN_Y = -95.0
 N_FAN = 36
 EYE_LAT, EYE_LON = 12, 20  # eyeball sphere resolution
 BAG_RINGS = 6
-LID_UP_H = 5.0  # neutral opening of the upper lid above the eye line (mm, at its highest point)
+LID_UP_H = 4.4  # neutral opening of the upper lid above the eye line (mm, at its highest point)
 LID_LO_H = 4.2  # ... and of the lower lid below it
 LID_UP_D = 13.0  # the upper lid's opening fades out over this many mm above the line
 LID_LO_D = 11.0
@@ -370,7 +370,6 @@ def bag_positions(topo: HeadTopology, skin: np.ndarray) -> np.ndarray:
     m = topo.mouth
     cols = np.arange(m.col_start, m.col_end + 1)
     lip = skin[topo.grid_id(m.row, cols)]  # (n, 3) upper copies incl. corners
-    ncol = len(cols)
     xs = lip[:, 0]
     half = max(abs(xs[0]), abs(xs[-1]))
     taper = np.sqrt(np.clip(1 - (xs / half) ** 2, 0, 1))
@@ -477,7 +476,7 @@ def make_uvs(topo: HeadTopology, faces: np.ndarray, eye_theta, eye_psi):
     ncol = m.col_end - m.col_start + 1
     cols = np.zeros(len(topo.bag))
     pos = 0
-    for r in range(1, BAG_RINGS):
+    for _ in range(1, BAG_RINGS):
         cols[pos:pos + ncol] = np.arange(ncol)
         pos += ncol
         cols[pos:pos + ncol - 2] = np.arange(1, ncol - 1)

@@ -93,6 +93,9 @@ def jaw_weight(F: Features) -> np.ndarray:
 
 
 def skin_weights(F: Features) -> np.ndarray:
+    """(V, 5) LBS weights, rows sum to 1: the lower neck blends from ``root`` (below y=-150 mm)
+    to ``neck``; the skull, scalp and upper face are 100% ``neck``; lower lip, chin and jaw skin
+    go to ``jaw`` (:func:`jaw_weight`); eyeballs are 100% on their eye joints."""
     V = F.V
     W = np.zeros((V, 5))
     y = F.v[:, 1]
@@ -143,6 +146,9 @@ def joint_regressor(F: Features, W: np.ndarray, static: np.ndarray) -> np.ndarra
 
 # ----------------------------------------------------------------------------- regions
 def regions(F: Features, W: np.ndarray) -> dict[str, np.ndarray]:
+    """Named vertex index sets (the required ones plus nose, jaw, skull, mouth_interior, skin,
+    forehead, eyeball_left/right, ear_left/right). ``scalp_back`` (back and top of the head) is
+    100% on the neck joint and outside every expression's support."""
     v = F.v
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
     t = F.topo
@@ -216,7 +222,6 @@ def landmarks(F: Features) -> dict[str, np.ndarray]:
     for k, a in enumerate(ang):
         d = np.array([np.cos(a), np.sin(a)])
         rel = v[face, :2] - c
-        along = rel @ d
         perp = np.abs(rel @ np.array([-d[1], d[0]]))
         band = face[perp < 4.0]
         far = band[np.argmax((v[band, :2] - c) @ d)]

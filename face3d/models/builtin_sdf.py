@@ -74,6 +74,8 @@ FACE_EXPONENT = [(-120, 2.2), (-100, 2.4), (-80, 2.6), (-60, 2.4), (-30, 2.5), (
 
 
 def face_loft(p):
+    """Face and jaw mass: superelliptic horizontal sections keyed by height, cut below by the
+    mandible's lower border and above at the forehead."""
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     a = _smooth_interp(y, FACE_HALF_WIDTH)
     zf = _smooth_interp(y, FACE_FRONT_Z)
@@ -93,6 +95,7 @@ def face_loft(p):
 
 
 def cranium(p):
+    """Braincase: an ellipsoid (breadth ~150, length ~190 mm), narrower at the forehead."""
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     # narrower forehead/temples than parietal region; flatter forehead
     front = np.clip((z - 10.0) / 70.0, 0.0, 1.0)
@@ -107,6 +110,7 @@ def cranium(p):
 
 
 def neck(p):
+    """Elliptic neck column behind the jaw, closed 30 mm below the cut at NECK_CUT_Y."""
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     # slightly narrower at the top, Adam's-apple-free front
     a = 58.0 - 4.0 * np.clip((y + 150.0) / 80.0, 0, 1)
@@ -120,6 +124,7 @@ def neck(p):
 
 
 def nose(p):
+    """Nasal pyramid (rounded-diamond sections from nasion to tip) with tip and alae."""
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     # dorsum line from nasion to tip, and the half-width of the nose at each height
     zd = _smooth_interp(y, [(-44, 104), (-38, 111), (-30, 108), (-15, 100), (0, 92), (8, 86)])
@@ -143,6 +148,7 @@ def nose(p):
 
 
 def lips(p):
+    """Upper and lower lip rolls along the dental arch, meeting at the stomion line y=MOUTH_Y."""
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     # tubes following the dental arch; thinner towards the corners
     arch = 87.5 - x**2 / 90.0
@@ -180,11 +186,17 @@ def ears(p):
     yy, zz = q[..., 1] + 12.0, q[..., 2] + 7.0
     ca, sa = np.cos(0.26), np.sin(0.26)
     ly, lz = ca * yy - sa * zz, sa * yy + ca * zz
-    rim = (np.sqrt(((q[..., 0] - 72.0) / 8.0) ** 2 + (ly / 31.0) ** 2 + (lz / 17.0) ** 2) - 1.0) * 8.0
-    concha = ellipsoid(np.stack([q[..., 0], ly, lz], -1), (81.5, -5.0, 1.0), (6.0, 9.0, 7.5))
-    scapha = ellipsoid(np.stack([q[..., 0], ly, lz], -1), (81.0, 14.0, -1.0), (4.0, 9.0, 7.0))
-    d = smax(rim, -concha, 2.0)
-    return smax(d, -scapha, 1.5)
+    # the back edge of the pinna stands further out from the head than the front
+    xo = q[..., 0] - 71.0 - 2.0 * np.clip(-lz / 17.0, 0.0, 1.0)
+    rim = (np.sqrt((xo / 8.0) ** 2 + (ly / 31.0) ** 2 + (lz / 16.0) ** 2) - 1.0) * 8.0
+    loc = np.stack([q[..., 0], ly, lz], -1)
+    concha = ellipsoid(loc, (83.0, -6.0, 1.5), (8.0, 9.5, 7.0))
+    scapha = ellipsoid(loc, (83.0, 13.0, -2.5), (6.0, 10.0, 6.5))
+    d = smax(rim, -concha, 1.5)
+    d = smax(d, -scapha, 1.2)
+    tragus = ellipsoid(loc, (75.0, -8.0, 9.5), (3.5, 5.0, 3.0))
+    lobe = ellipsoid(loc, (73.0, -24.0, 2.0), (5.0, 7.0, 7.5))
+    return smin(smin(d, tragus, 2.0), lobe, 5.0)
 
 
 def sym(fn, c, r):
@@ -209,7 +221,7 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = smin(d, eyelids(p), 3.5)
     d = smin(d, nose(p), 4.0)
     d = smin(d, lips(p), 2.5)
-    d = smin(d, ears(p), 4.0)
+    d = smin(d, ears(p), 6.0)
     return d
 
 

@@ -186,8 +186,10 @@ def model_colors(model) -> np.ndarray:
             v = model.template[ids].numpy()
             c = v.mean(0)
             d = (v - c) / np.linalg.norm(v - c, axis=1, keepdims=True)
-            iris = d[:, 2] > 0.87
-            pupil = d[:, 2] > 0.97
+            # thresholds a little wider than the anatomical iris (r ~5.9 mm on a 12 mm ball)
+            # because colours are interpolated between the ball's coarse vertex rings
+            iris = d[:, 2] > 0.845
+            pupil = d[:, 2] > 0.965
             cc = np.tile([0.95, 0.95, 0.95], (len(ids), 1))
             cc[iris] = (0.35, 0.25, 0.15)
             cc[pupil] = (0.05, 0.05, 0.05)
@@ -221,11 +223,17 @@ def make_contact_sheet(model, out_path: str | Path, cfg: ContactSheetConfig = Co
     with torch.no_grad():
         items.append(("mean", render(model().vertices[0].numpy())))
         nid = min(cfg.n_identity, model.n_identity)
+        id_names = [f"id{k}" for k in range(model.n_identity)]
+        if model.name == "builtin":
+            from face3d.models.builtin_blendshapes import IDENTITY_NAMES
+
+            if len(IDENTITY_NAMES) == model.n_identity:
+                id_names = [f"id{k} {n}" for k, n in enumerate(IDENTITY_NAMES)]
         for k in range(nid):
             for s in (-cfg.sigma, cfg.sigma):
                 z = torch.zeros(1, model.n_identity)
                 z[0, k] = s * float(model.identity_std[k])
-                items.append((f"id{k} {s:+.0f}s", render(model(identity=z).vertices[0].numpy())))
+                items.append((f"{id_names[k]} {s:+.0f} sigma", render(model(identity=z).vertices[0].numpy())))
         for i, nm in enumerate(model.expression_names):
             e = torch.zeros(1, model.n_expression)
             e[0, i] = 1.0

@@ -143,9 +143,10 @@ def save_estimator(net: ShapeEstimator, model: MorphableModel, path: str | Path,
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_estimator(path: str | Path, model: MorphableModel | None = None) -> ShapeEstimator:
+def load_estimator(path: str | Path, model: MorphableModel | None = None, strict: bool = True) -> ShapeEstimator:
     """Read weights written by :func:`save_estimator`; with ``model``, check they were trained
-    for it (same identity basis size and fingerprint)."""
+    for it (same identity basis size and, unless ``strict=False``, the same model fingerprint;
+    a mismatch then only warns)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"estimator weights not found: {path}")
@@ -159,7 +160,11 @@ def load_estimator(path: str | Path, model: MorphableModel | None = None) -> Sha
         if p["n_identity"] != model.n_identity:
             raise ValueError(f"{path} predicts {p['n_identity']} identity coefficients, model {model.name!r} has {model.n_identity}")
         fp = model_fingerprint(model)
-        if p["model_fingerprint"] != fp:
+        if p["model_fingerprint"] != fp and not strict:
+            import warnings
+
+            warnings.warn(f"{path} was trained for a different version of model {model.name!r}", stacklevel=2)
+        elif p["model_fingerprint"] != fp:
             raise ValueError(f"{path} was trained for a different model (fingerprint {p['model_fingerprint'][:12]}…, "
                              f"model {model.name!r} has {fp[:12]}…); retrain with `face3d train-estimator`")
     net = ShapeEstimator(p["n_identity"], p["hidden"], p["layers"])

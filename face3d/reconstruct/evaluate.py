@@ -54,7 +54,7 @@ class MetricBenchConfig:
     image_size: int = 256
     noise: float = 0.02
     photometric: bool = False
-    batch: int = 10
+    batch: int = 5
 
 
 def render_synthetic(model: MorphableModel, b, generator: torch.Generator, renderer=None) -> torch.Tensor:

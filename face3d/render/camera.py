@@ -104,8 +104,14 @@ class Camera:
         eye = _as_batch(eye, "eye", (3,), dtype, dev)
         target = _as_batch(target, "target", (3,), dtype, dev).expand_as(eye)
         up = _as_batch(up, "up", (3,), dtype, dev).expand_as(eye)
-        z = torch.nn.functional.normalize(target - eye, dim=-1)
-        x = torch.nn.functional.normalize(torch.linalg.cross(-up, z, dim=-1), dim=-1)
+        d = target - eye
+        if bool((d.norm(dim=-1) == 0).any()):
+            raise ValueError("eye, target: expected distinct points, got eye == target")
+        z = torch.nn.functional.normalize(d, dim=-1)
+        side = torch.linalg.cross(-up, z, dim=-1)
+        if bool((side.norm(dim=-1) < 1e-9 * up.norm(dim=-1)).any()):
+            raise ValueError("up: expected a direction not parallel to the line of sight (eye -> target)")
+        x = torch.nn.functional.normalize(side, dim=-1)
         y = torch.linalg.cross(z, x, dim=-1)
         R = torch.stack((x, y, z), dim=-2)
         t = -(R @ eye[..., None])[..., 0]

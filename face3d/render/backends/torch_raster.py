@@ -19,11 +19,13 @@ Algorithm (why it is fast on a CPU):
    that cross the camera plane are handled exactly, and the near/far planes are clipped per pixel
    (``-1 <= z/w <= 1``; ``z/w`` is affine in screen space over a triangle, so this equals clipping
    the triangle against those planes). Candidate pixels come from each triangle's screen
-   bounding box, expanded in chunks with ``repeat_interleave``; the nearest triangle per pixel is
-   found with one ``scatter_reduce(amin)`` over a packed int64 key ``(depth bits << 32) | id``.
+   bounding box, padded to one of a few square size classes so that a class is one dense
+   broadcast (see ``SIZE_CLASSES``); the nearest triangle per pixel is found with one
+   ``scatter_reduce(amin)`` over a packed int64 key ``(depth bits << 32) | id``.
 2. *Differentiable recompute.* Only for covered pixels, ``(u, v, z/w)`` are recomputed from the
-   vertex positions with autograd (the same closed form), so gradients flow to ``pos`` through
-   the barycentrics as in nvdiffrast, and the autograd graph is as small as the visible image.
+   vertex positions with autograd (the same closed form, as per-triangle linear forms, see
+   :func:`pixel_forms`), so gradients flow to ``pos`` through the barycentrics as in
+   nvdiffrast, and the autograd graph is as small as the visible image.
 
 Fill rule: the edge value ``c_i`` of an edge shared by two triangles is computed from the same
 cross product with the operands swapped, which in IEEE arithmetic is the exact negation, so a
@@ -37,10 +39,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Candidate (triangle, pixel) pairs processed per chunk. Each candidate costs ~150 bytes of
-# temporaries (gathered coefficients, edge values, keys), so 2^19 keeps a chunk near 80 MB while
-# staying large enough that per-op overhead is amortised. Triangles bigger than this are split
-# into row bands, so nothing is ever dropped however crowded the screen is.
+# Candidate (triangle, pixel) pairs evaluated per chunk. Each candidate costs ~20 bytes of
+# temporaries (edge sums, masks), so 2^19 keeps a chunk near 10 MB -- inside the L2/L3 cache
+# range where these memory-bound ops run fastest -- while staying large enough that per-op
+# overhead is amortised. Big triangles are cut into tiles and crowded classes into several
+# chunks, so nothing is ever dropped however crowded the screen is.
 CHUNK_CANDIDATES = 1 << 19
 
 _EMPTY = torch.iinfo(torch.int64).max
