@@ -10,8 +10,8 @@ barycentrics and z-buffer).
 pytorch3d cannot live in the same environment as torch 2.13, so it is measured in a separate
 virtualenv and merged through JSON::
 
-    /work/p3d-venv/bin/python bench/bench_rasterize.py --json /tmp/bench_p3d.json
-    .venv/bin/python bench/bench_rasterize.py --include /tmp/bench_p3d.json --write-doc docs/performance.md
+    PYTHONPATH=. /work/p3d-venv/bin/python bench/bench_rasterize.py --threads 1 --repeat 3 --json /tmp/bench_p3d.json
+    .venv/bin/python bench/bench_rasterize.py --threads 1 --include /tmp/bench_p3d.json --write-doc docs/performance.md
 
 Timings are the median of ``--repeat`` runs after one warm-up, in milliseconds.
 """
@@ -210,7 +210,7 @@ def table(rows) -> str:
 
 
 def write_doc(path: Path, rows, mesh_name, n_faces, args) -> None:
-    cov = ", ".join(f"{res}²: {c:.0%}" for res, c in sorted({(r["res"], r["coverage"]) for r in rows if r["backend"] == "torch"}))
+    cov = ", ".join(f"{res}²: {c:.0%}" for res, c in sorted({r["res"]: r["coverage"] for r in rows}.items()))
     envs = sorted({(r["backend"], r["torch"], r["threads"]) for r in rows})
     env_txt = "; ".join(f"{b}: torch {t}, {n} thread(s)" for b, t, n in envs)
     body = f"""{START}
@@ -224,8 +224,8 @@ Environments: {env_txt}.
 
 Commands:
 
-    /work/p3d-venv/bin/python bench/bench_rasterize.py --threads {args.threads} --json /tmp/bench_p3d.json
-    .venv/bin/python bench/bench_rasterize.py --threads {args.threads} --include /tmp/bench_p3d.json --write-doc docs/performance.md
+    PYTHONPATH=. /work/p3d-venv/bin/python bench/bench_rasterize.py --threads {args.threads} --repeat 3 --json /tmp/bench_p3d.json
+    .venv/bin/python bench/bench_rasterize.py --threads {args.threads} --repeat {args.repeat} --include /tmp/bench_p3d.json --write-doc docs/performance.md
 {END}"""
     text = path.read_text() if path.is_file() else "# Performance\n"
     if START in text and END in text:

@@ -48,6 +48,19 @@ def test_loads_with_required_contents(model):
     assert BUILTIN_PATH.stat().st_size <= 10 * 2**20
 
 
+def test_skin_uv_layout_has_no_flipped_or_seam_stretched_triangles(model):
+    skin = torch.zeros(model.n_vertices, dtype=torch.bool)
+    skin[model.region("skin")] = True
+    fs = skin[model.faces].all(1)
+    uv = model.uvs[model.uv_faces[fs]]  # (F, 3, 2)
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    assert torch.all(area > 0)  # counter-clockwise in UV like in 3-D: no mirrored or wrapped faces
+    span = (uv.max(1).values - uv.min(1).values)[:, 0]
+    off_pole = uv[:, :, 1].max(1).values < 0.999  # the crown pole's fan (v = 1) spans all of u
+    assert float(span[off_pole].max()) < 0.1  # no triangle is stretched across the seam
+
+
 def test_dimensions_are_adult_mm(model):
     out = model()
     v = out.vertices[0]
@@ -244,3 +257,25 @@ def test_model_sheet_command_registers():
     cli.register(ap.add_subparsers())
     args = ap.parse_args(["model-sheet"])
     assert args.model == "builtin" and args.out == "docs/model_contact_sheet.png" and args.func is cli.run
+
+
+def test_identity_extremes_do_not_fold_or_pierce_the_eyes(model):
+    """Every identity component at +-3 sigma: skin triangles keep their orientation (a fold flips
+    them) and the eyelids stay outside the 12 mm eyeballs."""
+    skin = torch.zeros(model.n_vertices, dtype=torch.bool)
+    skin[model.region("skin")] = True
+    f = model.faces[skin[model.faces].all(1)]
+
+    def normals(v):
+        return torch.cross(v[:, f[:, 1]] - v[:, f[:, 0]], v[:, f[:, 2]] - v[:, f[:, 0]], dim=-1)
+
+    n0 = normals(model.template[None])
+    K = model.n_identity
+    z = torch.cat([torch.eye(K) * 3.0, -torch.eye(K) * 3.0])
+    with torch.no_grad():
+        out = model(identity=z)
+    flips = ((normals(out.vertices) * n0).sum(-1) < 0).sum(1)
+    assert int(flips.sum()) <= 12, flips.nonzero().ravel().tolist()
+    for j in (3, 4):
+        gap = (out.vertices[:, skin] - out.joints[:, j : j + 1]).norm(dim=-1).min(1).values - 12.0
+        assert float(gap.min()) > 0.0

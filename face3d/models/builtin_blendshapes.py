@@ -154,7 +154,7 @@ def identity_fields(F: Features) -> list[tuple[str, np.ndarray]]:
     add("cranial_taper", 0.05 * x * np.clip(-z / 95.0, -1, 1) * crown, zero, zero)
     add("lower_cheek_width", 3.0 * odd_rbf(p, (52.0, -62.0, 35.0), (14.0, 18.0, 22.0)), zero, zero)
     add("nasal_bridge_width", 1.3 * odd_rbf(p, (8.0, -6.0, 88.0), (6.0, 14.0, 12.0)), zero, zero)
-    add("upper_lip_projection", zero, zero, 2.0 * rbf(p, (0.0, -58.0, 88.0), (20.0, 12.0, 12.0)))
+    add("upper_lip_projection", zero, zero, 1.6 * rbf(p, (0.0, -58.0, 88.0), (20.0, 12.0, 12.0)))
     add("mentolabial_depth", zero, zero, 2.4 * rbf(p, (0.0, -87.0, 80.0), (18.0, 7.0, 10.0)))
     add("skull_asymmetry", zero, zero, 2.5 * (x / 75.0) * crown * smoothstep((-z + 20.0) / 60.0))
     return f

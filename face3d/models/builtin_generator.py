@@ -7,9 +7,17 @@ identity and ARKit-style expression bases (:mod:`face3d.models.builtin_blendshap
 randomness; two runs give byte-identical files.
 
 The model: millimetres, +x subject's left, +y up, +z out of the face, origin at the centre of the
-head (a camera at z = +500..600 mm frames it). About 13.8k vertices (skin grid with an open neck
-base, two 12 mm eyeballs, a mouth bag), FLAME's five joints, 50 identity components (1 sigma per
-unit, decorrelated), 43 ARKit blendshapes (weights in [0, 1]).
+head (a camera at z = +500..600 mm frames it). 13,809 vertices: a skin grid with an open neck base
+(13,144, lips and eyelids cut so they separate), two 12 mm eyeballs (222 each), a mouth bag (221).
+Neutral pose: lips closed, eyes open. Joints (rest): root (0, -205, -18), neck (0, -52, -22),
+jaw (0, -22, 8) (between the two temporomandibular joints; +x rotation opens the mouth),
+eyes (+-31.5, -5, 71). 50 identity components (1 sigma per unit, Gram-Schmidt decorrelated,
+named in ``builtin_blendshapes.IDENTITY_NAMES``), 43 ARKit blendshapes (weights in [0, 1];
+``jawOpen`` is a linearised 0.12 rad jaw rotation of the skin, so prefer the jaw joint for large
+openings; ``mouthClose`` is meant to be used together with ``jawOpen``, as in ARKit).
+Landmarks: ``ibug68`` (Multi-PIE order) and ``now7`` (= ibug68 ids 36, 39, 42, 45, 33, 48, 54).
+Regions: face, scalp_back, upper_face, lips, eyes, neck, nose, jaw, skull, mouth_interior, skin,
+forehead, eyeball_left/right, ear_left/right.
 """
 from __future__ import annotations
 

@@ -489,9 +489,9 @@ def make_uvs(topo: HeadTopology, faces: np.ndarray, eye_theta, eye_psi):
     # seam: skin triangles spanning column n_cols-1 and column 0 use u = 1 copies of column 0
     uvs = [uv]
     uvf = faces.copy()
-    skin = np.all(faces < topo.n_grid, axis=1) & np.all(faces > 0, axis=1)
-    col = np.where(faces > 0, (faces - 1) % nc, -1)
-    wrap = skin & (col.max(1) == nc - 1) & (col.min(1) == 0)
+    skin = np.all(faces < topo.n_grid, axis=1)
+    col = np.where(faces > 0, (faces - 1) % nc, -1)  # -1: the crown pole (u = 0.5)
+    wrap = skin & (col.max(1) == nc - 1) & (col == 0).any(1)
     extra = {}
     n = V
     for fi in np.where(wrap)[0]:  # a few hundred seam triangles, done once at build time

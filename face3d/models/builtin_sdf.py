@@ -101,7 +101,7 @@ def cranium(p):
     front = np.clip((z - 10.0) / 70.0, 0.0, 1.0)
     a = 71.0 * (1.0 - 0.10 * front**2) * (1.0 - 0.06 * np.clip((20.0 - y) / 80.0, 0, 1))
     b = 95.0
-    c = 89.0
+    c = 87.0
     q = np.abs(np.stack([x / a, (y - 20.0) / b, (z + 4.0) / c], -1))
     # rounder (less egg-shaped) crown: superellipse in the upper half
     e = np.where(y > 20.0, 2.35, 2.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class ContactSheetConfig:
     sigma: float = 3.0
     camera_distance: float = 520.0  # mm from the look-at point (head centre, a little low)
     fov_deg: float = 30.0
-    backend: str = "auto"  # "auto" (face3d.render if present), "numpy"
+    backend: Literal["auto", "numpy"] = "auto"  # auto: face3d.render.Renderer if importable
 
 
 VIEWS = {"front": 0.0, "3/4": 40.0, "side": 90.0}

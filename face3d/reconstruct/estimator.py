@@ -178,10 +178,15 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "estimator_bu
 
 
 def default_estimator(model: MorphableModel) -> ShapeEstimator | None:
-    """The committed weights for the built-in model, or ``None`` for other models / missing file."""
-    if not DEFAULT_WEIGHTS.is_file():
+    """The committed weights for the built-in model, or ``None`` for other models / missing file.
+
+    If the built-in model was regenerated after the weights were trained (fingerprint differs,
+    same number of identity components) they are still used, with a warning: retrain with
+    ``face3d train-estimator --model builtin --out assets/estimator_builtin.pt``.
+    """
+    if not DEFAULT_WEIGHTS.is_file() or model.name != "builtin":
         return None
     try:
-        return load_estimator(DEFAULT_WEIGHTS, model)
+        return load_estimator(DEFAULT_WEIGHTS, model, strict=False)
     except ValueError:
         return None

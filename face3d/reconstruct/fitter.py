@@ -373,7 +373,10 @@ def _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
     for steps, size in zip(cfg.photo_steps, cfg.photo_sizes):
         target, valid, edge, k = face_crops(images, lm_now, size)
         opt = torch.optim.Adam([
-            {"params": [P["rotation"], P["expression"], P["jaw"], P["identity"]], "lr": cfg.lr * 0.3},
+            # Identity stays where the landmark stage left it: on synthetic heads, letting shading
+            # move the shape made the metric error worse (shading is explained as easily by
+            # albedo/lighting as by shape), as MICA's tracker also keeps the predicted shape.
+            {"params": [P["rotation"], P["expression"], P["jaw"]], "lr": cfg.lr * 0.3},
             {"params": [P["t_n"]], "lr": 0.3 * cfg.lr},
             {"params": [P["log_f"]], "lr": 0.003},
             {"params": [albedo, sh], "lr": 0.03},

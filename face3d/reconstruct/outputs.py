@@ -156,10 +156,13 @@ def render_mesh_view(model, vertices: Tensor, size: int = 512, yaw_deg: float = 
     from face3d.render import Camera, Renderer
 
     v = vertices.float()
-    c = (v.max(0).values + v.min(0).values) / 2
-    Rz = axis_angle_to_matrix(torch.tensor([[0.0, np.radians(yaw_deg), 0.0]]))[0]
+    # Frame the head (the "skull" region where the model has one), not the neck.
+    frame = v[model.regions["skull"]] if "skull" in model.regions and model.regions["skull"].numel() else v
+    c = (frame.max(0).values + frame.min(0).values) / 2
+    Rz = axis_angle_to_matrix(torch.tensor([[0.0, float(np.radians(yaw_deg)), 0.0]]))[0]
     v = (v - c) @ Rz.T
-    extent = float((v.max(0).values - v.min(0).values)[:2].max())
+    f = (frame - c) @ Rz.T
+    extent = float((f.max(0).values - f.min(0).values)[:2].max())
     fov = 20.0
     dist = 1.25 * extent / (2 * np.tan(np.radians(fov / 2)))
     cam = Camera.look_at(torch.tensor([0.0, 0.0, dist]), (0.0, 0.0, 0.0), fov_deg=fov, width=size, height=size)

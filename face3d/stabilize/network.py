@@ -4,8 +4,9 @@ Pipeline for a pair (A, B) of meshes in one model's topology:
 
 1. Keep the visible face only (:func:`~face3d.stabilize.synth.visible_vertices`: no neck, eyes,
    mouth interior or back of the head).
-2. Pre-align each mesh to the model's template by Procrustes on those vertices (``P_a``, ``P_b``).
-   This makes the network input exactly invariant to any global rigid motion of either mesh.
+2. Pre-align each mesh to the model's template by Procrustes on 512 of those vertices (``P_a``,
+   ``P_b``; a farthest-point subsample). This makes the network input exactly invariant to any
+   global rigid motion of either mesh.
 3. A shared encoder reads one pre-aligned mesh and predicts ``Q``: where that mesh's skull sits in
    the pre-aligned frame, as a residual rotation (6D, Zhou et al. 2019) and translation about the
    template's head centre.
@@ -145,7 +146,8 @@ class StabilizerNet(nn.Module):
     def encode(self, vertices: Tensor) -> tuple[Tensor, Tensor]:
         """(B, V, 3) meshes -> (pre-alignment ``P`` (B, 4, 4), skull pose ``Q`` (B, 4, 4))."""
         self.check(vertices)
-        return self.encode_points(vertices[:, self.align], vertices[:, self.inputs])
+        # index_select: several times faster than advanced indexing on (B, V, 3) CPU tensors
+        return self.encode_points(vertices.index_select(1, self.align), vertices.index_select(1, self.inputs))
 
     # ------------------------------------------------------------------ API
     def forward(self, source: Tensor, target: Tensor) -> Tensor:

@@ -309,7 +309,14 @@ def rasterize(pos: Tensor, tri: Tensor, resolution: tuple[int, int], grad_db: bo
     py = py.to(pos.dtype)
     # Differentiable recompute on covered pixels only: gather each triangle's linear forms.
     # Forms only for the triangles that are visible somewhere (often under half of them).
-    vis_t, inv_t = torch.unique(b * F + f, return_inverse=True)
+    # A presence mask and a lookup table instead of torch.unique: O(N), no sort.
+    t = b * F + f
+    seen = torch.zeros(B * F, dtype=torch.bool, device=pos.device)
+    seen[t] = True
+    vis_t = seen.nonzero().squeeze(1)
+    lut = torch.empty(B * F, dtype=torch.int64, device=pos.device)
+    lut[vis_t] = torch.arange(vis_t.numel(), device=pos.device)
+    inv_t = lut.index_select(0, t)
     vb = torch.div(vis_t, F, rounding_mode="floor")
     A0, B0, C0, A1, B1, C1, As, Bs, Cs, Az, Bz, Cz, rx, ry = (
         g.index_select(0, inv_t) for g in pixel_forms(pos, tri, H, W, vb, vis_t - vb * F))
