@@ -232,50 +232,20 @@ def test_generator_reproduces_the_committed_file():
     assert torch.equal(fresh.landmarks["ibug68"].vertex_ids, saved.landmarks["ibug68"].vertex_ids)
 
 
-def test_numpy_fallback_rasterizer_covers_and_occludes():
-    from face3d.models.contact_sheet import raster_numpy
+def test_contact_sheet_shows_every_item(tmp_path, builtin_model):
+    from PIL import Image
 
-    # a right triangle with legs of 20 px on integer corners, and a nearer square over its right part
-    px = np.array([[4.0, 4.0], [24.0, 4.0], [4.0, 24.0], [14.0, 0.0], [31.0, 0.0], [31.0, 31.0], [14.0, 31.0]])
-    depth = np.array([100.0, 100.0, 100.0, 50.0, 50.0, 50.0, 50.0])
-    tri = np.array([[0, 1, 2]])
-    tid, bary = raster_numpy(px[:3], depth[:3], tri, 32)
-    # pixel centres inside or on the edges: Pick's theorem, area + boundary / 2 + 1 = 200 + 30 + 1
-    assert int((tid == 0).sum()) == 231
-    assert np.allclose(bary[tid == 0].sum(-1), 1.0)
-    faces = np.array([[0, 1, 2], [3, 4, 5], [3, 5, 6]])
-    tid, _ = raster_numpy(px, depth, faces, 32)
-    assert tid[10, 8] == 0 and tid[6, 16] in (1, 2)  # the square hides the triangle where they overlap
+    from face3d.models.contact_sheet import ContactSheetConfig, make_contact_sheet
 
-
-def test_model_sheet_command_registers():
-    import argparse
-
-    from face3d.models import cli
-
-    ap = argparse.ArgumentParser()
-    cli.register(ap.add_subparsers())
-    args = ap.parse_args(["model-sheet"])
-    assert args.model == "builtin" and args.out == "docs/model_contact_sheet.png" and args.func is cli.run
-
-
-def test_identity_extremes_do_not_fold_or_pierce_the_eyes(model):
-    """Every identity component at +-3 sigma: skin triangles keep their orientation (a fold flips
-    them) and the eyelids stay outside the 12 mm eyeballs."""
-    skin = torch.zeros(model.n_vertices, dtype=torch.bool)
-    skin[model.region("skin")] = True
-    f = model.faces[skin[model.faces].all(1)]
-
-    def normals(v):
-        return torch.cross(v[:, f[:, 1]] - v[:, f[:, 0]], v[:, f[:, 2]] - v[:, f[:, 0]], dim=-1)
-
-    n0 = normals(model.template[None])
-    K = model.n_identity
-    z = torch.cat([torch.eye(K) * 3.0, -torch.eye(K) * 3.0])
-    with torch.no_grad():
-        out = model(identity=z)
-    flips = ((normals(out.vertices) * n0).sum(-1) < 0).sum(1)
-    assert int(flips.sum()) <= 12, flips.nonzero().ravel().tolist()
-    for j in (3, 4):
-        gap = (out.vertices[:, skin] - out.joints[:, j : j + 1]).norm(dim=-1).min(1).values - 12.0
-        assert float(gap.min()) > 0.0
+    cfg = ContactSheetConfig(tile=32, n_identity=1)
+    path = make_contact_sheet(builtin_model, tmp_path / "sheet.png", cfg)
+    img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    items = 1 + 2 + builtin_model.n_expression + 1  # mean, +-sigma of one component, expressions, jaw
+    rows = -(-items // 4)
+    assert img.shape == (rows * (32 + 16), 4 * 3 * 32, 3)
+    # every rendered view of every item contains the head (non-white pixels)
+    for i in range(items):
+        r, c = divmod(i, 4)
+        for k in range(3):
+            tile = img[r * 48 + 16:(r + 1) * 48, (c * 3 + k) * 32:(c * 3 + k + 1) * 32]
+            assert (tile.sum(-1) < 600).mean() > 0.05, (i, k)

@@ -214,9 +214,9 @@ def test_inverse_rendering_recovers_head_pose():
     aa = (aa_true + torch.tensor([[0.12, -0.15, 0.10]])).requires_grad_(True)
     t = (t_true + torch.tensor([[12.0, 10.0, -25.0]])).requires_grad_(True)
     opt = torch.optim.Adam([{"params": [aa], "lr": 0.02}, {"params": [t], "lr": 2.0}])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 60)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 80)
     err0 = float(rotation_angle_deg(axis_angle_to_matrix(aa), axis_angle_to_matrix(aa_true)))
-    for _ in range(60):
+    for _ in range(80):
         opt.zero_grad()
         loss = ((render(aa, t) - target) ** 2).mean()
         loss.backward()
@@ -224,9 +224,10 @@ def test_inverse_rendering_recovers_head_pose():
         sched.step()
     rot_err = float(rotation_angle_deg(axis_angle_to_matrix(aa.detach()), axis_angle_to_matrix(aa_true)))
     t_err = float((t.detach() - t_true).norm())
-    # from 12 deg / 30 mm off to within 1.2 deg / 1.5 mm (measured: 0.8 deg / 0.2 mm)
+    # From 12 deg / 30 mm off to within 1 deg / 1.5 mm. Measured: built-in head 0.16 deg /
+    # 0.45 mm, procedural head proxy 0.38 deg / 0.12 mm.
     assert err0 > 10.0
-    assert rot_err < 1.2, rot_err
+    assert rot_err < 1.0, rot_err
     assert t_err < 1.5, t_err
 
 

@@ -16,8 +16,8 @@ def register(subparsers) -> None:
     p.add_argument("--tile", type=int, default=200, help="side of one rendered view in pixels (default 200)")
     p.add_argument("--n-identity", type=int, default=6, help="identity components to show (default 6)")
     p.add_argument("--sigma", type=float, default=3.0, help="identity extremes in standard deviations (default 3)")
-    p.add_argument("--backend", choices=("auto", "numpy"), default="auto",
-                   help="auto: face3d.render.Renderer when available, else the numpy rasterizer")
+    p.add_argument("--backend", choices=("auto", "torch", "nvdiffrast", "pytorch3d"), default="auto",
+                   help="face3d.render backend (auto: nvdiffrast on CUDA, else torch)")
     p.set_defaults(func=run)
 
 

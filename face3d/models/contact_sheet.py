@@ -2,9 +2,7 @@
 
 ``make_contact_sheet(model, out_path)`` renders the mean head from the front, the side and three
 quarters, then +-3 sigma along the first identity components and every expression at full
-weight, into one PNG. It uses :class:`face3d.render.Renderer` when that package provides one and
-otherwise a small numpy z-buffer rasterizer (:func:`raster_numpy`), so the sheet can be made on
-any machine.
+weight, into one PNG, rendered through :class:`face3d.render.Renderer`.
 """
 from __future__ import annotations
 
@@ -14,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["ContactSheetConfig", "make_contact_sheet", "raster_numpy", "look_at_projection", "shade_views"]
+__all__ = ["ContactSheetConfig", "make_contact_sheet", "model_colors"]
 
 
 @dataclass(frozen=True)
@@ -26,143 +24,26 @@ class ContactSheetConfig:
     sigma: float = 3.0
     camera_distance: float = 520.0  # mm from the look-at point (head centre, a little low)
     fov_deg: float = 30.0
-    backend: Literal["auto", "numpy"] = "auto"  # auto: face3d.render.Renderer if importable
+    backend: Literal["auto", "torch", "nvdiffrast", "pytorch3d"] = "auto"  # face3d.render backend
 
 
 VIEWS = {"front": 0.0, "3/4": 40.0, "side": 90.0}
 
 
-def look_at_projection(vertices: np.ndarray, yaw_deg: float, size: int, distance: float, fov_deg: float,
-                       target=(0.0, -15.0, 0.0)):
-    """Pinhole projection of (V, 3) world points (mm) for a camera orbiting the head about +y.
-
-    ``yaw_deg`` 0 looks at the face (camera on +z), 90 at the subject's left side (camera on +x).
-    Returns pixels (V, 2) (x right, y down, OpenCV convention), depth (V,) mm along the view axis
-    and the camera position (3,).
-    """
-    yaw = np.deg2rad(yaw_deg)
-    t = np.asarray(target, float)
-    eye = t + distance * np.array([np.sin(yaw), 0.0, np.cos(yaw)])
-    fwd = (t - eye) / np.linalg.norm(t - eye)
-    right = np.cross(fwd, [0.0, 1.0, 0.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    R = np.stack([right, down, fwd])  # world -> camera (OpenCV: x right, y down, z forward)
-    pc = (vertices - eye) @ R.T
-    f = 0.5 * size / np.tan(np.deg2rad(fov_deg) / 2)
-    px = np.stack([f * pc[:, 0] / pc[:, 2] + (size - 1) / 2, f * pc[:, 1] / pc[:, 2] + (size - 1) / 2], -1)
-    return px, pc[:, 2], eye
-
-
-def raster_numpy(px: np.ndarray, depth: np.ndarray, faces: np.ndarray, size: int):
-    """Z-buffer rasterization of a triangle mesh, vectorized by bounding-box size buckets.
-
-    px (V, 2) pixel coordinates, depth (V,) > 0, faces (F, 3). Returns triangle id (H, W) int64
-    (-1 where empty) and barycentrics (H, W, 3). Triangles are grouped by the size of their
-    bounding boxes so every group is one dense array operation.
-    """
-    H = W = size
-    tri = px[faces]  # (F, 3, 2)
-    z = depth[faces]
-    lo = np.floor(tri.min(1)).astype(int)
-    hi = np.ceil(tri.max(1)).astype(int)
-    ext = np.maximum(hi - lo, 0).max(1) + 1
-    visible = (z.min(1) > 1e-3) & (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < W) & (lo[:, 1] < H)
-    all_pix, all_z, all_f, all_b = [], [], [], []
-    size_b = 1
-    while True:
-        sel = np.where(visible & (ext <= size_b) & (ext > size_b // 2 if size_b > 1 else True))[0]
-        if len(sel):
-            oy, ox = np.meshgrid(np.arange(size_b), np.arange(size_b), indexing="ij")
-            gx = lo[sel, 0][:, None] + ox.ravel()[None]
-            gy = lo[sel, 1][:, None] + oy.ravel()[None]
-            a, b, c = tri[sel, 0], tri[sel, 1], tri[sel, 2]
-            v0, v1 = b - a, c - a
-            den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-            den = np.where(np.abs(den) < 1e-12, 1e-12, den)
-            qx, qy = gx - a[:, 0:1], gy - a[:, 1:2]
-            l1 = (qx * v1[:, 1:2] - v1[:, 0:1] * qy) / den[:, None]
-            l2 = (v0[:, 0:1] * qy - qx * v0[:, 1:2]) / den[:, None]
-            l0 = 1 - l1 - l2
-            inside = (l0 >= -1e-6) & (l1 >= -1e-6) & (l2 >= -1e-6) & (gx >= 0) & (gy >= 0) & (gx < W) & (gy < H)
-            # perspective-correct depth: interpolate 1/z
-            iz = l0 / z[sel, 0:1] + l1 / z[sel, 1:2] + l2 / z[sel, 2:3]
-            ii, kk = np.nonzero(inside)
-            all_pix.append(gy[ii, kk] * W + gx[ii, kk])
-            all_z.append(1.0 / iz[ii, kk])
-            all_f.append(sel[ii])
-            all_b.append(np.stack([l0[ii, kk], l1[ii, kk], l2[ii, kk]], -1))
-        if size_b >= ext[visible].max(initial=1):
-            break
-        size_b *= 2
-    tid = -np.ones(H * W, np.int64)
-    bary = np.zeros((H * W, 3))
-    if all_pix:
-        pix, zz, ff, bb = (np.concatenate(x) for x in (all_pix, all_z, all_f, all_b))
-        order = np.lexsort((zz, pix))
-        pix, ff, bb = pix[order], ff[order], bb[order]
-        first = np.ones(len(pix), bool)
-        first[1:] = pix[1:] != pix[:-1]
-        tid[pix[first]] = ff[first]
-        bary[pix[first]] = bb[first]
-    return tid.reshape(H, W), bary.reshape(H, W, 3)
-
-
-def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    vn = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(vn, f[:, k], n)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
-
-
-def shade_views(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, cfg: ContactSheetConfig,
-                views=VIEWS) -> list[np.ndarray]:
-    """Render (V, 3) mm vertices from each yaw in ``views`` with the numpy rasterizer.
-
-    Returns a list of (tile, tile, 3) uint8 images (Lambert shading, key light from the camera's
-    upper left plus ambient, white background)."""
-    vn = _vertex_normals(vertices, faces)
-    out = []
-    for yaw in views.values():
-        px, dep, eye = look_at_projection(vertices, yaw, cfg.tile, cfg.camera_distance, cfg.fov_deg)
-        tid, bary = raster_numpy(px, dep, faces, cfg.tile)
-        img = np.ones((cfg.tile, cfg.tile, 3))
-        m = tid >= 0
-        fid = tid[m]
-        b = bary[m]
-        fv = faces[fid]
-        n = (vn[fv] * b[:, :, None]).sum(1)
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-        p = (vertices[fv] * b[:, :, None]).sum(1)
-        view = eye - p
-        view /= np.linalg.norm(view, axis=1, keepdims=True)
-        n = np.where((n * view).sum(1, keepdims=True) < 0, -n, n)  # back faces seen through holes
-        yaw = np.deg2rad(list(views.values())[len(out)])
-        light = np.array([np.sin(yaw - 0.5), 0.45, np.cos(yaw - 0.5)])
-        light /= np.linalg.norm(light)
-        diff = np.clip((n * light).sum(1), 0, 1)
-        c = (colors[fv] * b[:, :, None]).sum(1)
-        img[m] = c * (0.35 + 0.65 * diff[:, None])
-        out.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
-    return out
-
-
 def _renderer_views(vertices, faces, colors, cfg: ContactSheetConfig, views=VIEWS):
-    """Render with face3d.render.Renderer, one camera per view in a batch (raises ImportError
-    when the render package is not available)."""
+    """(V, 3) mm vertices -> one (tile, tile, 3) uint8 image per view, rendered as one batch."""
     import torch
-    from face3d.render import Camera, Renderer  # ImportError -> numpy fallback
+    from face3d.render import Camera, Renderer
 
     target = np.array([0.0, -15.0, 0.0])
     yaws = np.deg2rad(np.array(list(views.values())))
     eyes = target + cfg.camera_distance * np.stack([np.sin(yaws), 0 * yaws, np.cos(yaws)], -1)
     cam = Camera.look_at(torch.tensor(eyes, dtype=torch.float32), torch.tensor(target, dtype=torch.float32),
                          fov_deg=cfg.fov_deg, width=cfg.tile, height=cfg.tile)
-    # key light from the camera's upper left, as in the numpy path
+    # key light from the camera's upper left
     light = np.stack([np.sin(yaws - 0.5), np.full_like(yaws, 0.45), np.cos(yaws - 0.5)], -1)
     light /= np.linalg.norm(light, axis=1, keepdims=True)
-    res = Renderer(backend="auto")(
+    res = Renderer(backend=cfg.backend)(
         torch.as_tensor(vertices, dtype=torch.float32)[None], torch.as_tensor(faces), cam,
         vertex_colors=torch.as_tensor(colors, dtype=torch.float32)[None],
         light_dir=torch.tensor(light, dtype=torch.float32))
@@ -209,16 +90,9 @@ def make_contact_sheet(model, out_path: str | Path, cfg: ContactSheetConfig = Co
 
     faces = model.faces.numpy()
     colors = model_colors(model)
-    use_renderer = cfg.backend == "auto"
 
     def render(v):
-        nonlocal use_renderer
-        if use_renderer:
-            try:
-                return _renderer_views(v, faces, colors, cfg)
-            except (ImportError, AttributeError, NotImplementedError, TypeError):
-                use_renderer = False
-        return shade_views(v, faces, colors, cfg)
+        return _renderer_views(v, faces, colors, cfg)
 
     items = []
     with torch.no_grad():
@@ -254,7 +128,7 @@ def make_contact_sheet(model, out_path: str | Path, cfg: ContactSheetConfig = Co
             sheet.paste(Image.fromarray(im), (x0 + k * t, y0 + label_h))
         draw.text((x0 + 4, y0 + 2), name, fill=(0, 0, 0))
         draw.line([(x0, y0), (x0, y0 + t + label_h)], fill=(180, 180, 180))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_path)
-    return out_path
+    from face3d.viz import save_png
+
+    save_png(out_path, np.asarray(sheet))
+    return Path(out_path)

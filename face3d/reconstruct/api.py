@@ -207,7 +207,7 @@ def write_reconstruction(rec: Reconstruction, model, image: np.ndarray, out_dir:
     write_npz(out_dir / f"{stem}_params.npz", {**p, "K": K, "landmarks2d_fitted": rec.landmarks2d,
                                                  "landmarks2d_detected": rec.detected_landmarks, "box": rec.box})
     write_json(out_dir / f"{stem}_measurements.json", rec.measurements)
-    ov = render_overlay(model, image, torch.from_numpy(rec.vertices), float(p["focal"]), albedo,
-                        torch.from_numpy(p["sh"]), rec.detected_landmarks, rec.landmarks2d)
+    ov = render_overlay(model, image, torch.from_numpy(rec.vertices), float(p["focal"]), None, None,
+                        rec.detected_landmarks, rec.landmarks2d)
     atomic_write_bytes(out_dir / f"{stem}_overlay.png", png_bytes(ov))
     return files + [out_dir / f"{stem}_{s}" for s in ("params.json", "params.npz", "measurements.json", "overlay.png")]

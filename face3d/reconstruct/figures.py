@@ -31,9 +31,8 @@ def main(argv=None) -> int:
     model = load_model("builtin")
     rec = reconstruct(img, model)
     out = Path(args.out)
-    ov = render_overlay(model, img, torch.from_numpy(rec.vertices), float(rec.params["focal"]),
-                        torch.from_numpy(rec.albedo) if rec.albedo is not None else None,
-                        torch.from_numpy(rec.params["sh"]), rec.detected_landmarks, rec.landmarks2d)
+    ov = render_overlay(model, img, torch.from_numpy(rec.vertices), float(rec.params["focal"]), None, None,
+                        rec.detected_landmarks, rec.landmarks2d, opacity=0.5)
     # Crop to the head so the figure shows the fit, not the space suit.
     x0, y0, x1, y1 = rec.box
     c = np.array([(x0 + x1) / 2, (y0 + y1) / 2])

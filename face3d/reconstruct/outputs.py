@@ -121,10 +121,11 @@ def draw_points(image: np.ndarray, points: np.ndarray, color: tuple[int, int, in
 def render_overlay(model, image: np.ndarray, vertices: Tensor, focal: float, albedo: Tensor | None,
                    sh: Tensor | None, detected: np.ndarray | None, fitted: np.ndarray | None,
                    opacity: float = 0.6) -> np.ndarray:
-    """The fitted mesh rendered over the photo (uint8 (H, W, 3)).
+    """The fitted mesh (without the neck) rendered over the photo (uint8 (H, W, 3)).
 
     ``vertices`` (V, 3) mm in the camera convention of :mod:`face3d.reconstruct.camera`;
-    with ``albedo``/``sh`` the fitted appearance, else grey Lambert shading.
+    with ``albedo``/``sh`` the fitted appearance (nearly invisible when the fit is good), else
+    grey Lambert shading, which shows the geometry's alignment.
     """
     from face3d.reconstruct.camera import make_camera
     from face3d.render import Renderer
@@ -132,11 +133,18 @@ def render_overlay(model, image: np.ndarray, vertices: Tensor, focal: float, alb
     H, W = image.shape[:2]
     cam = make_camera(torch.tensor([float(focal)]), W, H)
     r = Renderer()
+    faces = model.faces
+    if "neck" in model.regions and model.regions["neck"].numel():
+        # The neck is not fitted (no image term reaches it); leave it out of the picture.
+        neck = torch.zeros(model.n_vertices, dtype=torch.bool)
+        neck[model.regions["neck"]] = True
+        faces = faces[~neck[faces].all(-1)]
     with torch.no_grad():
         if albedo is not None and sh is not None:
-            out = r(vertices[None].float(), model.faces, cam, vertex_colors=albedo[None].float(), sh_coeffs=sh[None].float())
+            out = r(vertices[None].float(), faces, cam, vertex_colors=albedo[None].float(), sh_coeffs=sh[None].float())
         else:
-            out = r(vertices[None].float(), model.faces, cam, light_dir=torch.tensor([0.3, 0.4, 1.0]))
+            out = r(vertices[None].float(), faces, cam, vertex_colors=torch.full((1, model.n_vertices, 3), 0.8),
+                    light_dir=torch.tensor([0.3, 0.4, 1.0]))
     rgb = out.rgb[0].numpy()
     a = out.alpha[0].numpy() * opacity
     base = image.astype(np.float32) / 255.0
