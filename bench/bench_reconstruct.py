@@ -52,7 +52,7 @@ def bench_photo() -> dict:
             "measurements": rec.measurements}
 
 
-def bench_track(n_frames: int) -> dict:
+def bench_track(n_frames: int, photometric: bool = False) -> dict:
     from PIL import Image
 
     from face3d.models import load_model
@@ -64,13 +64,13 @@ def bench_track(n_frames: int) -> dict:
               for i in range(n_frames)]
     model = load_model("builtin")
     t0 = time.time()
-    res = track(model, frames, TrackConfig())
+    res = track(model, frames, TrackConfig(photometric=photometric))
     dt = time.time() - t0
     iod = np.linalg.norm(res.detected_landmarks[:, 36] - res.detected_landmarks[:, 45], axis=-1)
     nme = np.linalg.norm(res.landmarks2d - res.detected_landmarks, axis=-1).mean(-1) / iod
     jitter = np.abs(np.diff(res.rotation, axis=0)).mean()
     return {"frames": n_frames, "seconds": dt, "per_frame_s": dt / n_frames, "nme_mean": float(nme.mean()),
-            "rotation_step_rad": float(jitter), "detected": res.n_detected}
+            "rotation_step_rad": float(jitter), "detected": res.n_detected, "photometric": photometric}
 
 
 def bench_metric(n: int) -> dict:
@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--heads", type=int, default=20)
     ap.add_argument("--skip", nargs="*", default=[], choices=["photo", "track", "metric"])
+    ap.add_argument("--track-photometric", action="store_true", help="track with the photometric stage too")
     args = ap.parse_args(argv)
     import torch
 
@@ -98,8 +99,8 @@ def main(argv=None) -> int:
               f"+ write {r['write_s']:.1f}; NME {100 * r['nme']:.2f} % (target 5 %, ratio {r['nme'] / 0.05:.2f})")
         print(f"[photo] measurements (mm): " + ", ".join(f"{k} {v:.1f}" for k, v in r["measurements"].items()))
     if "track" not in args.skip:
-        r = bench_track(args.frames)
-        print(f"[track] {r['frames']} frames 256 px: {r['seconds']:.1f} s ({r['per_frame_s']:.2f} s/frame; "
+        r = bench_track(args.frames, args.track_photometric)
+        print(f"[track] {r['frames']} frames 256 px{' + photometric' if r['photometric'] else ''}: {r['seconds']:.1f} s ({r['per_frame_s']:.2f} s/frame; "
               f"target 600 s, ratio {r['seconds'] / 600:.2f}); NME {100 * r['nme_mean']:.2f} %, "
               f"mean |d rotation| {r['rotation_step_rad']:.4f} rad/frame, detected {r['detected']}")
     if "metric" not in args.skip:

@@ -148,11 +148,12 @@ def _triangle_setup(pos: Tensor, tri: Tensor, H: int, W: int):
     return coef, lx, ly, nx, ny
 
 
-
 # Bounding boxes are padded up to one of these square sizes so that a whole size class is one
-# dense (T, s, s) broadcast with no per-candidate gathers; boxes larger than the last size are
+# dense (s, s, T) broadcast with no per-candidate gathers; boxes larger than the last size are
 # cut into tiles of that size first (a full-screen triangle becomes many tiles, never dropped).
-SIZE_CLASSES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+# Few classes beat tight boxes: each class costs ~40 tensor ops whatever its size (measured on
+# a 27k-face head at 256²: these 6 classes ~15 % faster than 12 finer ones).
+SIZE_CLASSES = (3, 6, 12, 24, 48, 64)
 
 
 @torch.no_grad()
@@ -471,6 +472,11 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor) -> Tensor:
     ``(1/2 - t) (color_o - color_a)``; otherwise pixel ``o`` is partly covered by ``T`` and
     receives ``(t - 1/2) (color_a - color_o)``. ``t`` is recomputed with autograd from the two
     edge vertices, which is where the vertex-position gradients at silhouettes come from.
+
+    Known limits (as with any pair-based analytic antialiasing): the image is continuous in the
+    vertex positions along an edge, but can jump slightly where an edge's screen slope crosses
+    45 degrees (it switches between horizontal and vertical pairs) and next to a vertex where
+    two silhouette edges meet and the covered sliver is thinner than a pixel.
     """
     B, H, W, C = color.shape
     tri = tri.long()
