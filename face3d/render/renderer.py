@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from face3d.geometry.normals import vertex_normals
 from face3d.render.camera import Camera
 from face3d.render.lighting import lambert, sh_shading
 from face3d.render.primitives import Backend, antialias as _antialias, interpolate, rasterize, texture as _texture
@@ -42,19 +43,6 @@ class RenderOutput:
     triangle_id: Tensor
     bary: Tensor
     rast: Tensor
-
-
-def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
-    """(B, V, 3) vertices, (F, 3) faces -> (B, V, 3) unit area-weighted vertex normals.
-
-    Counter-clockwise faces (seen from outside) give outward normals.
-    """
-    f = faces.long()
-    v0, v1, v2 = vertices[:, f[:, 0]], vertices[:, f[:, 1]], vertices[:, f[:, 2]]
-    fn = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # length = 2 * area: area weighting
-    n = torch.zeros_like(vertices)
-    n = n.index_add(1, f[:, 0], fn).index_add(1, f[:, 1], fn).index_add(1, f[:, 2], fn)
-    return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
 
 
 class Renderer:
