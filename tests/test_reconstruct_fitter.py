@@ -1,13 +1,11 @@
 """Camera convention, crops, measurements and the analysis-by-synthesis fitter (toy head)."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from face3d.geometry.rotations import axis_angle_to_matrix, rotation_angle_deg
-from face3d.reconstruct.camera import make_camera, project
+from face3d.reconstruct.camera import project
 from face3d.reconstruct.fitter import FitConfig, face_crops, fit
 from face3d.reconstruct.measure import measure_landmarks
 from face3d.reconstruct.synthetic import SyntheticConfig, landmark_submodel, sample_batch

@@ -1,9 +1,6 @@
 """NoW protocol: closest points on triangles, zero error for a transformed copy, known offsets."""
 from __future__ import annotations
 
-import math
-
-import pytest
 import torch
 
 from face3d.geometry.rotations import axis_angle_to_matrix
@@ -88,3 +85,27 @@ def test_crop_follows_now_definition():
     radius = 1.4 * (100 + 50) / 2  # 105 mm
     pts = torch.stack([centre + torch.tensor([radius - 0.1, 0, 0]), centre + torch.tensor([0, radius + 0.1, 0])])
     assert crop_scan(pts, lm).tolist() == [True, False]
+
+
+def test_eval_now_command_on_a_transformed_copy(tmp_path, capsys):
+    from face3d.cli import build_parser, run
+    from face3d.geometry.mesh_io import Mesh, save_mesh
+    from face3d.reconstruct.now import model_now_landmarks
+    from face3d.reconstruct.toy import toy_model
+
+    model = toy_model()
+    model.save_npz(tmp_path / "toy.npz")
+    V = model.template.double()
+    R = axis_angle_to_matrix(torch.tensor([[0.1, 0.4, -0.2]], dtype=torch.float64))[0]
+    t = torch.tensor([3.0, -8.0, 20.0], dtype=torch.float64)
+    save_mesh(tmp_path / "pred.obj", Mesh(V.numpy(), model.faces.numpy()))
+    save_mesh(tmp_path / "scan.ply", Mesh((V @ R.T + t).numpy(), model.faces.numpy()))
+    lm = model_now_landmarks(model, model.template).double() @ R.T + t
+    (tmp_path / "scan_lm.txt").write_text("\n".join(" ".join(f"{x:.9f}" for x in row) for row in lm.tolist()))
+    code = run(build_parser(modules=("face3d.reconstruct.cli",)), [
+        "eval-now", "--pred", str(tmp_path / "pred.obj"), "--scan", str(tmp_path / "scan.ply"),
+        "--scan-landmarks", str(tmp_path / "scan_lm.txt"), "--model", f"npz:{tmp_path / 'toy.npz'}", "--metric"])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    mean = float(last.split("mean ")[1].split()[0])
+    assert mean < 1e-3, last

@@ -5,7 +5,6 @@ Module-level imports stay light (argparse only); the work happens in the run fun
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -122,10 +121,6 @@ def _progress(items, quiet: bool, desc: str):
 
 # ----------------------------------------------------------------------------------- commands
 def run_reconstruct(args) -> int:
-    import json
-
-    import numpy as np
-
     from face3d.models import load_model
     from face3d.reconstruct.api import ReconstructConfig, fit_detections, load_image, write_reconstruction
     from face3d.reconstruct.detect import DlibConfig, DlibDetector, largest

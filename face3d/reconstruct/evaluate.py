@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-import numpy as np
 import torch
 
 from face3d.models.base import MorphableModel

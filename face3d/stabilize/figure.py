@@ -23,8 +23,10 @@ def _plot(curves: dict[str, np.ndarray], width: int, height: int = 220) -> np.nd
 
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
-    left, right, top, bottom = 60, width - 150, 15, height - 35
-    ymax = max(float(np.percentile(c, 99)) for c in curves.values()) * 1.1
+    left, right, top, bottom = 60, width - 190, 15, height - 35
+    # Scale to the second-worst method so the good ones are readable; the worst may go off scale.
+    tops = sorted(float(np.percentile(c, 99)) for c in curves.values())
+    ymax = (tops[-2] if len(tops) > 1 else tops[-1]) * 1.3
     n = len(next(iter(curves.values())))
     d.rectangle([left, top, right, bottom], outline=(0, 0, 0))
     for k in range(5):
@@ -38,7 +40,8 @@ def _plot(curves: dict[str, np.ndarray], width: int, height: int = 220) -> np.nd
         xs = left + (right - left) * np.arange(n) / max(n - 1, 1)
         ys = bottom - (bottom - top) * np.clip(c / ymax, 0, 1)
         d.line(list(zip(xs.tolist(), ys.tolist())), fill=_COLORS.get(name, (0, 0, 0)), width=2)
-        d.text((right + 10, top + 16 * i), f"{name}: median {np.median(c):.2f}", fill=_COLORS.get(name, (0, 0, 0)))
+        off = " (off scale)" if np.percentile(c, 99) > ymax else ""
+        d.text((right + 10, top + 16 * i), f"{name}: median {np.median(c):.2f}{off}", fill=_COLORS.get(name, (0, 0, 0)))
     return np.asarray(img)
 
 
