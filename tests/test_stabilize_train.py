@@ -12,8 +12,8 @@ from face3d.stabilize.train import TrainConfig, pair_loss, train
 
 def test_a_few_training_steps_lower_the_loss():
     m = toy_head()
-    cfg = TrainConfig(steps=40, identities=8, per_identity=3, lr=2e-3, norm_samples=256, log_every=1000,
-                      network=NetworkConfig(n_points=96, hidden=64))
+    cfg = TrainConfig(steps=25, identities=6, per_identity=3, lr=3e-3, norm_samples=256, log_every=1000,
+                      network=NetworkConfig(n_points=64, align_points=128, hidden=32))
     g = torch.Generator().manual_seed(123)  # held-out batch, not the training seed
     noisy, clean, skull, _ = sample_groups(m, 16, 3, cfg.synth, g)
     untrained = StabilizerNet(m, cfg.network)  # zero-initialised head: plain Procrustes to the template
@@ -26,7 +26,7 @@ def test_a_few_training_steps_lower_the_loss():
     net, ckpt = train(m, cfg, progress=lambda s: None)
     after = loss(net)
     assert before > 0.5  # mm: expressions bias the plain fit
-    assert after < 0.8 * before
+    assert after < 0.8 * before, (before, after)
     assert ckpt["n_vertices"] == m.n_vertices and len(ckpt["history"]) == 1
 
 
