@@ -29,6 +29,7 @@ def test_dlib_detector_on_astronaut(astronaut):
 
 
 def test_cli_batch_reports_failures(tmp_path, astronaut):
+    import torch
     from PIL import Image
 
     from face3d.cli import build_parser, run
@@ -44,7 +45,7 @@ def test_cli_batch_reports_failures(tmp_path, astronaut):
     out = tmp_path / "out"
     parser = build_parser(modules=("face3d.reconstruct.cli",))
     code = run(parser, ["reconstruct", str(src), "--out", str(out), "--model", f"npz:{model_path}",
-                        "--no-estimator", "--fast", "--quiet"])
+                        "--no-estimator", "--fast", "--quiet", "--threads", str(torch.get_num_threads())])
     assert code == 1
     report = json.loads((out / "report.json").read_text())
     assert [r["output"] for r in report["succeeded"]] == ["astronaut"]
@@ -62,3 +63,13 @@ def test_cli_batch_reports_failures(tmp_path, astronaut):
     assert np.linalg.norm(fitted - detected, axis=1).mean() / iod < 0.05
     # No temporary files left behind by the atomic writers.
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_package_is_callable_and_does_not_import_dlib():
+    import subprocess
+    import sys
+
+    code = ("import sys, face3d.reconstruct as r, face3d.reconstruct.cli; "
+            "print(callable(r), 'dlib' in sys.modules, 'face3d.reconstruct.api' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "False", "False"]

@@ -1,6 +1,7 @@
 """Camera convention, crops, measurements and the analysis-by-synthesis fitter (toy head)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,37 @@ def test_photometric_fit_of_rendered_head(toy):
     h = r.history["photo_48"]
     assert h[-1] < h[0]
     assert r.albedo is not None and r.albedo.shape == (2, toy.n_vertices, 3)
+
+
+class _FixedDetector:
+    """A FaceDetector returning given landmarks (shows that any detector plugs in)."""
+
+    def __init__(self, landmarks):
+        self.landmarks = landmarks
+
+    def detect(self, image):
+        from face3d.reconstruct.detect import Detection
+
+        if self.landmarks is None:
+            return []
+        lo, hi = self.landmarks.min(0), self.landmarks.max(0)
+        return [Detection(box=np.concatenate([lo, hi]), score=1.0, landmarks68=self.landmarks)]
+
+
+def test_reconstruct_with_a_plugged_in_detector(toy):
+    from face3d.reconstruct.api import NoFaceError, ReconstructConfig, reconstruct
+    from face3d.reconstruct.detect import FaceDetector
+
+    b = sample_batch(landmark_submodel(toy), 1, SyntheticConfig(noise=0.0, dropout=0.0, image_size=96),
+                     torch.Generator().manual_seed(2))
+    det = _FixedDetector(b.clean[0].double().numpy())
+    assert isinstance(det, FaceDetector)
+    cfg = ReconstructConfig(use_estimator=False, fit=FitConfig(photo_steps=(), landmark_steps=60))
+    img = np.zeros((96, 96, 3), np.uint8)
+    r = reconstruct(img, model=toy, detector=det, config=cfg)
+    iod = np.linalg.norm(b.clean[0, 36] - b.clean[0, 45])
+    assert np.linalg.norm(r.landmarks2d - b.clean[0].numpy(), axis=1).mean() / iod < 0.03
+    assert r.vertices.shape == (toy.n_vertices, 3) and r.faces.shape == (toy.n_faces, 3)
+    assert 50 < r.measurements["interpupillary_distance"] < 90  # mm, the toy's eyes are ~65 mm apart
+    with pytest.raises(NoFaceError):
+        reconstruct(img, model=toy, detector=_FixedDetector(None), config=cfg)

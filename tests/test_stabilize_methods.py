@@ -1,11 +1,10 @@
 """Every stabilizer behind one API: exact on pure rigid motion; the learned one is consistent."""
-import math
 
 import pytest
 import torch
 
 from face3d.geometry.rotations import axis_angle_to_matrix, rotation_angle_deg
-from face3d.stabilize.align import apply_transform, invert_transform, make_transform
+from face3d.stabilize.align import apply_transform, make_transform
 from face3d.stabilize.api import LearnedStabilizer, Stabilizer, load_stabilizer, load_weights
 from face3d.stabilize.network import NetworkConfig, StabilizerNet
 from face3d.stabilize.synth import SynthConfig, sample_pairs

@@ -77,9 +77,20 @@ def test_hidden_regions_are_never_read():
     moved_s, moved_t = p.source.clone(), p.target.clone()
     moved_s[:, hidden] += 50.0
     moved_t[:, hidden] -= 30.0
-    for method in ("procrustes", "upper", "icp"):
-        st = load_stabilizer(method, m)
-        assert torch.allclose(st.estimate(p.source, p.target), st.estimate(moved_s, moved_t), atol=1e-5), method
+    from face3d.stabilize.api import LearnedStabilizer
+    from face3d.stabilize.network import NetworkConfig, StabilizerNet
+
+    net = StabilizerNet(m, NetworkConfig(n_points=64, hidden=16))
+    torch.nn.init.normal_(net.encoder[-1].weight, std=0.1)  # non-trivial output
+    stabilizers = {k: load_stabilizer(k, m) for k in ("procrustes", "upper", "icp")}
+    stabilizers["learned"] = LearnedStabilizer(net)
+    for method, st in stabilizers.items():
+        T = st.estimate(p.source, p.target)
+        assert torch.allclose(T, st.estimate(moved_s, moved_t), atol=1e-5), method
+        # ... while moving a visible vertex does change the estimate.
+        nudged = p.target.clone()
+        nudged[:, visible_vertices(m)[::3]] += 2.0
+        assert (st.estimate(p.source, nudged) - T).abs().max() > 1e-3, method
 
 
 def test_restricted_model_matches_full_model():

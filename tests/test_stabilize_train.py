@@ -1,5 +1,4 @@
 """Training lowers the loss; the committed built-in weights beat upper-face Procrustes."""
-import dataclasses
 
 import pytest
 import torch
@@ -59,6 +58,11 @@ def test_committed_weights_match_the_builtin_model(builtin_and_weights):
     assert torch.equal(ckpt["state_dict"]["visible"], visible_vertices(model))
     assert torch.equal(ckpt["state_dict"]["skull"], skull_points(model))
     assert path.stat().st_size < 5e6
+    # Trained on this very model file (retrain when assets/builtin_head.npz changes).
+    from face3d.models import BUILTIN_PATH
+    from face3d.stabilize.train import file_sha256
+
+    assert ckpt["model_sha256"] == file_sha256(BUILTIN_PATH)
 
 
 def test_committed_weights_beat_upper_face_procrustes(builtin_and_weights):

@@ -7,10 +7,16 @@ millimetre measurements), :mod:`.now` (NoW benchmark protocol), :mod:`.evaluate`
 benchmark), :mod:`.api` (``reconstruct(image)``) and :mod:`.cli` (commands).
 
 Attributes are loaded lazily so ``import face3d.reconstruct`` stays cheap and never imports dlib.
+
+The package itself is callable: ``face3d.reconstruct(image)`` is
+:func:`face3d.reconstruct.api.reconstruct`. (A function named like the subpackage would be
+shadowed by the subpackage as soon as it is imported, so the package forwards the call instead.)
 """
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 _EXPORTS = {
     "reconstruct": "face3d.reconstruct.api",
@@ -40,3 +46,14 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'face3d.reconstruct' has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        """``face3d.reconstruct(image, model="builtin", ...)``: see :func:`face3d.reconstruct.api.reconstruct`."""
+        from face3d.reconstruct.api import reconstruct
+
+        return reconstruct(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--min-score", type=float, default=0.3, help="dlib detection score threshold")
     p.add_argument("--fast", action="store_true", help="landmarks only (no photometric stage, no texture)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the fit is many small ops, which extra threads slow down)")
     p.set_defaults(func=run_reconstruct)
 
     p = subparsers.add_parser(
@@ -49,6 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("--temporal", type=float, default=0.02,
                    help="temporal smoothness weight (0.02 halves frame-to-frame jerk on a synthetic turn)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the fit is many small ops, which extra threads slow down)")
     p.set_defaults(func=run_track)
 
     p = subparsers.add_parser(
@@ -121,6 +125,9 @@ def _progress(items, quiet: bool, desc: str):
 
 # ----------------------------------------------------------------------------------- commands
 def run_reconstruct(args) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     from face3d.models import load_model
     from face3d.reconstruct.api import ReconstructConfig, fit_detections, load_image, write_reconstruction
     from face3d.reconstruct.detect import DlibConfig, DlibDetector, largest
@@ -242,6 +249,9 @@ def run_eval_now(args) -> int:
 
 
 def run_track(args) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     from face3d.models import load_model
     from face3d.reconstruct.track import TrackConfig, read_frames, track, write_track
 

@@ -120,10 +120,9 @@ class DlibDetector:
 
     def __init__(self, config: DlibConfig = DlibConfig()) -> None:
         try:
-            import dlib  # noqa: F401  (lazy: optional dependency)
+            import dlib  # lazy: optional dependency
         except ImportError as e:
             raise ImportError("DlibDetector needs dlib: `pip install dlib-bin face-recognition-models`") from e
-        import dlib
 
         self.config = config
         d = _models_dir(config.models_dir)

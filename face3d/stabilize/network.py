@@ -199,5 +199,6 @@ class StabilizerNet(nn.Module):
         if ckpt["model_name"] != model.name:
             raise ValueError(f"{source} was trained for model {ckpt['model_name']!r}, got model {model.name!r}")
         net.load_state_dict(sd)
+        net.model_sha256 = ckpt.get("model_sha256", "")
         net.eval()
         return net
