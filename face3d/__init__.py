@@ -11,9 +11,11 @@ __all__ = ["load_model", "MorphableModel", "ModelOutput", "LandmarkSet", "recons
 
 
 def __getattr__(name: str):
-    # Reconstruction pulls in the fitter and (when called) dlib; load it on first use only.
+    # Reconstruction pulls in the fitter and (when called) dlib; load it on first use only. The
+    # subpackage is itself callable, so face3d.reconstruct(image) works whether or not some other
+    # import has already bound the name to the subpackage.
     if name == "reconstruct":
-        from face3d.reconstruct.api import reconstruct
+        import importlib
 
-        return reconstruct
+        return importlib.import_module("face3d.reconstruct")
     raise AttributeError(f"module 'face3d' has no attribute {name!r}")
