@@ -105,13 +105,12 @@ def grid(images: list[np.ndarray], cols: int, labels: list[str] | None = None, p
 
 def save_png(path, image: np.ndarray) -> None:
     """Write an (H, W, 3) uint8 image atomically."""
-    import os
-    from pathlib import Path
+    import io
 
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    from face3d.fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

@@ -29,15 +29,6 @@ BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(not _usable(b)[0], reason=_
             for b in ("torch", "nvdiffrast", "pytorch3d")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: intra-op threads only add synchronisation on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _device(backend: str) -> str:
     return "cuda" if backend == "nvdiffrast" else "cpu"
 

@@ -12,16 +12,6 @@ from face3d.render import antialias, interpolate, rasterize, texture
 from face3d.render.primitives import resolve_backend
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: intra-op threads only add synchronisation, which on a shared,
-    # busy 2-core machine costs 10x in wall time.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _coverage(pos, tri, res):
     rast, _ = rasterize(pos, tri, res, backend="torch")
     return rast[..., 3] > 0

@@ -16,16 +16,6 @@ from face3d.render.meshes import head_proxy, uv_sphere
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: intra-op threads only add synchronisation, which on a shared,
-    # busy 2-core machine costs 10x in wall time.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cameras():
     R = axis_angle_to_matrix(torch.tensor([[0.2, -0.3, 0.1]]))
     persp = Camera.from_intrinsics(70.0, 66.0, 30.3, 21.7, 56, 44, R=R, t=torch.tensor([[5.0, -8.0, 400.0]]))

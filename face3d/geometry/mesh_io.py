@@ -19,12 +19,12 @@ place with :func:`os.replace`, so a crash never leaves a half-written mesh under
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from face3d.fileio import atomic_write
 
 __all__ = ["Mesh", "MeshFormatError", "load_mesh", "save_mesh", "read_obj", "write_obj"]
 
@@ -134,26 +134,11 @@ def save_mesh(path: str | Path, mesh: Mesh, *, binary: bool = True) -> None:
         raise TypeError(f"mesh: expected a face3d.geometry.Mesh, got {type(mesh).__name__}")
     mesh.validate(f"mesh to be written to {path}")
     if ext == ".obj":
-        _atomic_write(path, lambda f: f.write(_obj_bytes(mesh)))
+        atomic_write(path, lambda f: f.write(_obj_bytes(mesh)))
     elif ext == ".ply":
-        _atomic_write(path, lambda f: f.write(_ply_bytes(mesh, binary)))
+        atomic_write(path, lambda f: f.write(_ply_bytes(mesh, binary)))
     else:
-        _atomic_write(path, lambda f: f.write(_glb_bytes(mesh, path)))
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        atomic_write(path, lambda f: f.write(_glb_bytes(mesh, path)))
 
 
 # ----------------------------------------------------------------------------------- OBJ

@@ -11,7 +11,7 @@ Joints, in this order for every model: ``root`` (global rotation, at the base of
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 

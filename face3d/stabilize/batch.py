@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +31,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from face3d.fileio import atomic_write_text
 from face3d.stabilize.align import apply_transform, invert_transform
 from face3d.stabilize.api import Stabilizer, load_stabilizer
 
@@ -120,18 +119,6 @@ def collect_inputs(inputs: "str | Path | Sequence[str | Path]") -> list[Path]:
     if not out:
         raise ValueError("inputs: no meshes given")
     return out
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _file_id(p: Path) -> dict:
@@ -249,7 +236,7 @@ def stabilize_files(inputs: "str | Path | Sequence[str | Path]", out_dir: str | 
                 save_mesh(out_dir / p.name, Mesh(out_v[k], m.faces, m.uvs, m.uv_faces, normals))
                 rec = {"run": run_key, "input": _file_id(p), "source": str(p), "frame": index[p],
                        "stabilize": T[k].tolist(), "skull_motion": skull[k].tolist()}
-                _atomic_write_text(rec_dir / f"{p.stem}.json", json.dumps(rec))  # after the mesh: marks it done
+                atomic_write_text(rec_dir / f"{p.stem}.json", json.dumps(rec))  # after the mesh: marks it done
                 res.done.append(p.name)
                 if bar is not None:
                     bar.update(1)
@@ -268,7 +255,7 @@ def stabilize_files(inputs: "str | Path | Sequence[str | Path]", out_dir: str | 
     manifest = {"format": "face3d-stabilize-v1", **run, "units": "mm", "frames": frames,
                 "failed": res.failed, "complete": len(frames) == len(files)}
     res.manifest = out_dir / "transforms.json"
-    _atomic_write_text(res.manifest, json.dumps(manifest, indent=1))
+    atomic_write_text(res.manifest, json.dumps(manifest, indent=1))
     return res
 
 
