@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from face3d.cli import main
 
     code = main(["reconstruct", "--example", "astronaut", "--out", str(out), "--model", args.model])
-    for meas in sorted(out.glob("*/measurements.json")):
+    for meas in sorted(out.glob("*_measurements.json")):
         print(f"{meas}:")
         print(json.dumps(json.loads(meas.read_text()), indent=2))
     return code

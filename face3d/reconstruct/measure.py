@@ -40,11 +40,17 @@ def measure_landmarks(landmarks3d: Tensor) -> dict[str, Tensor]:
 def measure(model, identity: Tensor) -> dict[str, Tensor]:
     """Measurements of the neutral face: identity (B, n_id) -> {name: (B,) mm}.
 
-    Also ``head_width``/``head_height``/``head_depth``: the neutral mesh's bounding box (mm).
+    Also ``head_width``/``head_height``/``head_depth``: the bounding box (mm) of the neutral head
+    without the model's ``neck`` region (so the height runs from the crown to the chin).
     """
     with torch.no_grad():
         v = model(identity=identity).vertices
         out = measure_landmarks(model.landmark_positions(v, "ibug68"))
-        ext = v.max(1).values - v.min(1).values
+        head = v
+        if "neck" in model.regions:
+            keep = torch.ones(model.n_vertices, dtype=torch.bool)
+            keep[model.regions["neck"]] = False
+            head = v[:, keep]
+        ext = head.max(1).values - head.min(1).values
         out["head_width"], out["head_height"], out["head_depth"] = ext.unbind(-1)
     return out
