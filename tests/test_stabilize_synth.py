@@ -16,8 +16,7 @@ CLEAN = SynthConfig(jitter_mm=0.0, drift_mm=0.0)
 def builtin():
     from face3d.models import BUILTIN_PATH, load_model
 
-    if not BUILTIN_PATH.is_file():
-        pytest.skip("assets/builtin_head.npz not built")
+    assert BUILTIN_PATH.is_file(), "assets/builtin_head.npz is committed; regenerate it with python -m face3d.models.builtin_generator"
     return load_model("builtin")
 
 
