@@ -85,7 +85,9 @@ def test_hidden_regions_are_never_read():
     stabilizers["learned"] = LearnedStabilizer(net)
     for method, st in stabilizers.items():
         T = st.estimate(p.source, p.target)
-        assert torch.allclose(T, st.estimate(moved_s, moved_t), atol=1e-5), method
+        # open3d's ICP reduces in parallel, so reruns differ in the last float bits (~1e-5 mm)
+        tol = 1e-3 if method == "icp" else 1e-5
+        assert torch.allclose(T, st.estimate(moved_s, moved_t), atol=tol), method
         # ... while moving a visible vertex does change the estimate.
         nudged = p.target.clone()
         nudged[:, visible_vertices(m)[::3]] += 2.0
