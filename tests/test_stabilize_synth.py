@@ -85,9 +85,16 @@ def test_hidden_regions_are_never_read():
     stabilizers["learned"] = LearnedStabilizer(net)
     for method, st in stabilizers.items():
         T = st.estimate(p.source, p.target)
-        # open3d's ICP reduces in parallel, so reruns differ in the last float bits (~1e-5 mm)
-        tol = 1e-3 if method == "icp" else 1e-5
-        assert torch.allclose(T, st.estimate(moved_s, moved_t), atol=tol), method
+        T_moved = st.estimate(moved_s, moved_t)
+        if method == "icp":
+            # open3d's ICP runs multi-threaded and is not run-to-run deterministic, so compare
+            # where the transforms put the source's vertices: reading the hidden vertices (moved
+            # by 30-50 mm) would shift them by millimetres.
+            a = p.source @ T[:, :3, :3].transpose(1, 2) + T[:, None, :3, 3]
+            b = p.source @ T_moved[:, :3, :3].transpose(1, 2) + T_moved[:, None, :3, 3]
+            assert (a - b).norm(dim=-1).max() < 0.1, method
+        else:
+            assert torch.allclose(T, T_moved, atol=1e-5), method
         # ... while moving a visible vertex does change the estimate.
         nudged = p.target.clone()
         nudged[:, visible_vertices(m)[::3]] += 2.0
