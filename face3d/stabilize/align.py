@@ -4,19 +4,14 @@ Every transform here maps column vectors: ``y = T[:3, :3] @ x + T[:3, 3]``; batc
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from face3d.geometry.procrustes import procrustes
+from face3d.geometry.procrustes import procrustes, similarity_to_matrix
 
 
 def make_transform(R: Tensor, t: Tensor) -> Tensor:
     """(B, 3, 3) rotations and (B, 3) translations (mm) -> (B, 4, 4) homogeneous transforms."""
-    T = torch.zeros(*R.shape[:-2], 4, 4, dtype=R.dtype, device=R.device)
-    T[..., :3, :3] = R
-    T[..., :3, 3] = t
-    T[..., 3, 3] = 1
-    return T
+    return similarity_to_matrix(R, t)
 
 
 def apply_transform(T: Tensor, points: Tensor) -> Tensor:
