@@ -16,12 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[full,test]"
-	@# open3d's wheel links libusb-1.0, which a bare Debian lacks; install it when missing.
-	@$(PY) -c "import open3d" 2>/dev/null || { \
-	  echo "open3d needs libusb-1.0; installing Debian's libusb-1.0-0 (needs root)"; \
-	  apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null; }; }
-	$(PY) -c "import open3d, dlib, skimage"
+	$(PY) -c "import dlib, skimage"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -73,7 +73,7 @@ def test_photometric_fit_of_rendered_head(toy):
     b = sample_batch(landmark_submodel(toy), 2, cfg_s, g)
     imgs = render_synthetic(toy, b, g)
     r = fit(toy, b.landmarks, imgs, identity_init=b.identity,
-            cfg=FitConfig(photo_steps=(15,), photo_sizes=(48,), landmark_steps=80, fit_focal=False, fov_deg=30.0))
+            cfg=FitConfig(photo_steps=(15,), photo_sizes=(48,), shape_steps=(), landmark_steps=80, fit_focal=False, fov_deg=30.0))
     ang = rotation_angle_deg(axis_angle_to_matrix(r.rotation), axis_angle_to_matrix(b.rotation))
     assert float(ang.max()) < 3.0, ang
     assert float(r.nme(b.clean).max()) < 0.02
@@ -106,7 +106,7 @@ def test_reconstruct_with_a_plugged_in_detector(toy):
                      torch.Generator().manual_seed(2))
     det = _FixedDetector(b.clean[0].double().numpy())
     assert isinstance(det, FaceDetector)
-    cfg = ReconstructConfig(use_estimator=False, fit=FitConfig(photo_steps=(), landmark_steps=60))
+    cfg = ReconstructConfig(use_estimator=False, fit=FitConfig(photo_steps=(), shape_steps=(), landmark_steps=60))
     img = np.zeros((96, 96, 3), np.uint8)
     r = reconstruct(img, model=toy, detector=det, config=cfg)
     iod = np.linalg.norm(b.clean[0, 36] - b.clean[0, 45])
@@ -115,3 +115,45 @@ def test_reconstruct_with_a_plugged_in_detector(toy):
     assert 50 < r.measurements["interpupillary_distance"] < 90  # mm, the toy's eyes are ~65 mm apart
     with pytest.raises(NoFaceError):
         reconstruct(img, model=toy, detector=_FixedDetector(None), config=cfg)
+
+
+def _render_scene(model, identity, size=96, focal=300.0, dist=700.0, seed=0):
+    """One head at ``identity``, slightly turned, lit from the upper left: (image, clean landmarks)."""
+    from face3d.reconstruct.camera import make_camera
+    from face3d.render import Renderer
+    from face3d.render.lighting import SH_C0
+
+    rot = torch.tensor([[0.05, 0.15, 0.0]])
+    out = model(identity=identity, rotation=rot, translation=torch.tensor([[0.0, 30.0, -dist]]))
+    sh = torch.zeros(1, 9, 3)
+    sh[:, 0] = 0.9 / SH_C0
+    sh[:, 1:4] = torch.tensor([0.5, 0.4, 0.3])[:, None]  # SH band 1 (y, z, x): light from above/left
+    f = torch.tensor([focal])
+    r = Renderer()(out.vertices, model.faces, make_camera(f, size, size),
+                   vertex_colors=torch.tensor([0.8, 0.6, 0.5]).expand(1, model.n_vertices, 3), sh_coeffs=sh)
+    img = r.rgb + (1 - r.alpha) * 0.2
+    lm = project(model.landmark_positions(out.vertices), f, size, size)
+    return img.clamp(0, 1), lm
+
+
+def test_shape_stage_recovers_depth_from_shading(toy):
+    """Near-frontal landmarks barely show depth; the photometric shape stage (uniform skin colour,
+    SH lighting) recovers the toy's depth and nose modes from shading, landmarks alone do not."""
+    from face3d.reconstruct.estimator import shape_error_mm
+
+    true = torch.zeros(1, toy.n_identity)
+    true[0, 3], true[0, 4] = -1.5, 1.5  # shallower head, longer nose
+    img, lm = _render_scene(toy, true)
+    base = FitConfig(landmark_steps=60, photo_steps=(), fit_focal=False, fov_deg=2 * np.degrees(np.arctan(48 / 300)),
+                     shape_sizes=(64,), shape_steps=(150,), shape_warmup=10, w_identity_shape=1e-3)
+    ids = torch.arange(toy.n_vertices)[toy.region("face")]
+    start = torch.zeros(1, toy.n_identity)
+    e0 = float(shape_error_mm(toy, start, true, ids))
+    lm_only = fit(toy, lm, img, identity_init=start, cfg=FitConfig(**{**base.__dict__, "shape_steps": ()}))
+    shaded = fit(toy, lm, img, identity_init=start, cfg=base)
+    e_lm = float(shape_error_mm(toy, lm_only.identity, true, ids))
+    e_sh = float(shape_error_mm(toy, shaded.identity, true, ids))
+    assert e_lm > 0.8 * e0, (e0, e_lm)  # the strong prior keeps the landmark-only shape at the start
+    assert e_sh < 0.5 * e0, (e0, e_sh)
+    h = shaded.history["shape_64"]
+    assert h[-1] < 0.7 * h[0]

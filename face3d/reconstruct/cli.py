@@ -77,7 +77,8 @@ def register(subparsers) -> None:
     p.add_argument("--estimator", default=None)
     p.add_argument("--n", type=int, default=20, help="number of test heads")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--photometric", action="store_true", help="also run the photometric stage")
+    p.add_argument("--landmarks-only", action="store_true",
+                   help="fit landmarks only (skip the photometric shape stage on the renders; faster)")
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
     p.set_defaults(func=run_eval_metric)
 
@@ -142,7 +143,7 @@ def run_reconstruct(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model)
-    fit_cfg = FitConfig(photo_steps=()) if args.fast else FitConfig()
+    fit_cfg = FitConfig(photo_steps=(), shape_steps=()) if args.fast else FitConfig()
     cfg = ReconstructConfig(fit=fit_cfg, use_estimator=not args.no_estimator, all_faces=args.all_faces,
                             estimator_path=args.estimator)
     detector = DlibDetector(DlibConfig(min_score=args.min_score))
@@ -210,7 +211,7 @@ def run_eval_metric(args) -> int:
     from face3d.reconstruct.outputs import write_json
 
     model = load_model(args.model)
-    res = metric_benchmark(model, MetricBenchConfig(n=args.n, seed=args.seed, photometric=args.photometric),
+    res = metric_benchmark(model, MetricBenchConfig(n=args.n, seed=args.seed, photometric=not args.landmarks_only),
                            estimator_path=args.estimator, progress=print)
     print(f"{'method':28s} {'mean mm':>8s} {'median mm':>9s}")
     for k, v in res["methods"].items():

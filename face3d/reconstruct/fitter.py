@@ -5,10 +5,16 @@ Stages (coarse to fine):
 1. **Landmarks** (on the cheap :func:`landmark_submodel`): head rotation/translation, expression,
    jaw, focal length and (near the estimator's prediction) identity, against the detected 68
    landmarks.
-2. **Photometric** at increasing resolutions (``photo_sizes``, e.g. 64 then 128 px): adds
-   spherical-harmonics lighting and a per-vertex albedo, rendered with the differentiable
-   :class:`face3d.render.Renderer`, against the photo inside the face region, while the
-   landmark term and the priors stay on.
+2. **Photometric shape** (``shape_steps``/``shape_sizes``, e.g. 100 steps on a 128 px crop):
+   identity, pose, expression, jaw, focal, SH lighting and *one skin colour per image*, rendered
+   with the differentiable :class:`face3d.render.Renderer` against the photo on the face's skin
+   (eyes, lips, mouth left out), landmark term and priors still on. With a uniform albedo, shading
+   can only be explained by the surface's normals, so this is where the image adds shape that 68
+   noisy landmarks do not show (depth profile, cheek and forehead curvature). Image evidence
+   carries no absolute scale; the metric size comes from the estimator the fit starts from.
+3. **Photometric appearance** at increasing resolutions (``photo_sizes``): per-vertex albedo,
+   lighting, pose and expression with the shape fixed (a free per-vertex albedo would explain
+   shading as easily as shape does).
 
 Several images can be fitted at once (the renderer is batched): with ``share_identity`` they share
 one identity and one focal length (video frames of one person, :mod:`face3d.reconstruct.track`),
@@ -44,14 +50,22 @@ class FitConfig:
 
     - ``rigid_iters``: L-BFGS iterations of the rigid pose fit that starts stage 1;
       ``landmark_steps``: Adam steps of stage 1 on all parameters;
-    - ``photo_steps``/``photo_sizes``: Adam steps per photometric level and the side (px) of the
-      square face crop rendered at that level; empty = no photometric stage.
+    - ``shape_steps``/``shape_sizes``: the photometric *shape* stage (runs first when images are
+      given): Adam steps per level and crop side (px). Identity moves here, with a uniform skin
+      colour (one RGB per image) and SH lighting, so shading can only be explained by geometry;
+      eyes, lips and mouth are left out. ``shape_lr``: identity step size; ``shape_warmup``:
+      steps that fit lighting, colour and pose before identity moves; ``w_identity_shape``
+      replaces ``w_identity`` in this stage (a weak pull towards the estimate: the image now
+      shows what the landmarks could not). Empty ``shape_steps`` = no shape stage.
+    - ``photo_steps``/``photo_sizes``: Adam steps per level of the *appearance* stage (per-vertex
+      albedo, lighting, pose, expression; identity fixed) and the side (px) of the square face
+      crop rendered at that level; empty = no appearance stage.
     - ``w_landmark``: weight of the mean squared landmark error in units of the outer-eye distance.
     - ``w_photo``: weight of the mean absolute colour error (colours in [0, 1]).
     - ``w_identity``: prior pulling identity (in std units) towards the estimator's prediction
-      (strong by default, as MICA keeps its predicted shape: on the synthetic benchmark a weak
-      prior, 0.002, let the landmarks pull the shape 0.1 mm further from the truth; the
-      photometric stage does not move identity at all);
+      in the landmark stage (strong by default: the estimator already used the landmarks, and on
+      the synthetic benchmark a weak prior, 0.002, let them pull the shape 0.1 mm further from
+      the truth);
       ``w_expression``, ``w_jaw``: zero-mean priors (std units / radians);
       ``w_focal``: prior on log focal length around ``fov_deg``.
     - ``w_albedo``: pulls the per-vertex albedo towards its initial (mean skin) colour.
@@ -63,8 +77,13 @@ class FitConfig:
 
     rigid_iters: int = 60
     landmark_steps: int = 150
-    photo_steps: tuple[int, ...] = (40, 30)
-    photo_sizes: tuple[int, ...] = (64, 128)
+    photo_steps: tuple[int, ...] = (30,)
+    photo_sizes: tuple[int, ...] = (128,)
+    shape_steps: tuple[int, ...] = (100,)
+    shape_sizes: tuple[int, ...] = (128,)
+    shape_lr: float = 0.03
+    shape_warmup: int = 30
+    w_identity_shape: float = 1e-3
     lr: float = 0.03
     w_landmark: float = 100.0
     w_photo: float = 10.0
@@ -293,13 +312,13 @@ def fit(model: MorphableModel, landmarks: Tensor, images: Tensor | None = None,
     sh = torch.zeros(B, 9, 3)
     sh[:, 0] = 1.0 / SH_C0  # uniform white light of irradiance 1
     albedo = None
-    if images is not None and cfg.photo_steps and cfg.photo_sizes:
+    if images is not None and ((cfg.photo_steps and cfg.photo_sizes) or (cfg.shape_steps and cfg.shape_sizes and cfg.fit_identity)):
         if renderer is None:
             from face3d.render import Renderer
 
             renderer = Renderer()
         sh, albedo = _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, images,
-                                  cfg, renderer, sh, history, width, height)
+                                  cfg, renderer, sh, history, width, height, id0)
 
     with torch.no_grad():
         out = forward(model)
@@ -356,7 +375,7 @@ def face_crops(images: Tensor, landmarks: Tensor, size: int, margin: float = 1.6
 
 
 def _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, images, cfg, renderer,
-                 sh, history, width, height):
+                 sh, history, width, height, id0):
     B = images.shape[0]
     fsub, kept = restrict_model(model, model.region("face"), face_triangles(model))
     with torch.no_grad():
@@ -369,16 +388,20 @@ def _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
             patch = images[b, y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)].reshape(-1, 3)
             cols.append(patch.median(0).values if patch.numel() else torch.full((3,), 0.5))
         base = torch.stack(cols)[:, None].expand(B, fsub.n_vertices, 3).clone()
-    albedo = base.clone().requires_grad_(True)
-    sh = sh.clone().requires_grad_(True)
     cx = torch.full((B,), (width - 1) / 2)
     cy = torch.full((B,), (height - 1) / 2)
+    if cfg.shape_steps and cfg.fit_identity:
+        sh, colour = _shape_stage(model, P, forward, landmark_loss, priors, clamp_, focal_b, images, cfg,
+                                  renderer, sh, base[:, :1].clone(), lm_now, cx, cy, history, id0)
+        base = colour.expand(B, fsub.n_vertices, 3).clone()
+    albedo = base.clone().requires_grad_(True)
+    sh = sh.detach().clone().requires_grad_(True)
     for steps, size in zip(cfg.photo_steps, cfg.photo_sizes):
         target, valid, edge, k = face_crops(images, lm_now, size)
         opt = torch.optim.Adam([
-            # Identity stays where the landmark stage left it: on synthetic heads, letting shading
-            # move the shape made the metric error worse (shading is explained as easily by
-            # albedo/lighting as by shape), as MICA's tracker also keeps the predicted shape.
+            # Identity stays where the shape stage left it: with a free per-vertex albedo, shading
+            # is explained as easily by albedo as by shape (measured: letting identity move here
+            # made the synthetic metric error worse).
             {"params": [P["rotation"], P["expression"], P["jaw"]], "lr": cfg.lr * 0.3},
             {"params": [P["t_n"]], "lr": 0.3 * cfg.lr},
             {"params": [P["log_f"]], "lr": 0.003},
@@ -407,3 +430,58 @@ def _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
     full = albedo.detach()[:, : kept.numel()].mean(1, keepdim=True).expand(B, model.n_vertices, 3).clone()
     full[:, kept] = albedo.detach()[:, : kept.numel()]
     return sh, full
+
+
+def _shape_stage(model, P, forward, landmark_loss, priors, clamp_, focal_b, images, cfg, renderer, sh,
+                 colour, lm_now, cx, cy, history, id0):
+    """Photometric shape stage: identity, pose, expression, jaw, focal, SH and one skin colour per
+    image against the photo, on the face's skin (eyes, lips, mouth left out). With one colour per
+    image, shading differences can only come from the surface's normals, i.e. from shape; this is
+    where the image adds what 68 noisy landmarks cannot show (depth profile, cheek and forehead
+    curvature). Returns the fitted (B, 9, 3) SH and (B, 1, 3) colour (detached)."""
+    skin = torch.zeros(model.n_vertices, dtype=torch.bool)
+    skin[model.region("face")] = True
+    for name in ("eyes", "lips", "mouth_interior", "eyeball_left", "eyeball_right"):
+        if name in model.regions:
+            skin[model.regions[name]] = False
+    ssub, _ = restrict_model(model, skin.nonzero()[:, 0], model.faces[skin[model.faces].all(-1)])
+    colour = colour.clone().requires_grad_(True)
+    sh = sh.clone().requires_grad_(True)
+    B = images.shape[0]
+    # priors() weighs identity with w_identity; this stage uses w_identity_shape instead.
+    d_w = cfg.w_identity_shape - cfg.w_identity
+    for steps, size in zip(cfg.shape_steps, cfg.shape_sizes):
+        target, valid, edge, k = face_crops(images, lm_now, size)
+        opt = torch.optim.Adam([
+            {"params": [P["identity"]], "lr": cfg.shape_lr},
+            {"params": [P["rotation"], P["expression"], P["jaw"]], "lr": cfg.lr * 0.3},
+            {"params": [P["t_n"]], "lr": 0.3 * cfg.lr},
+            {"params": [P["log_f"]], "lr": 0.003},
+            {"params": [colour, sh], "lr": 0.03},
+        ])
+        lr0 = [g["lr"] for g in opt.param_groups]
+        losses = []
+        for it in range(steps):
+            fac = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * it / steps))  # cosine decay to 10 %
+            for g, l0 in zip(opt.param_groups, lr0):
+                g["lr"] = l0 * fac
+            if it < cfg.shape_warmup:  # lighting, colour and pose settle before the shape moves
+                opt.param_groups[0]["lr"] = 0.0
+            out = forward(ssub)
+            f = focal_b()
+            l_lm, _ = landmark_loss(ssub, out.vertices, f)
+            cam = make_camera(f * k, size, size, (cx - edge[:, 0]) * k - 0.5, (cy - edge[:, 1]) * k - 0.5)
+            r = renderer(out.vertices, ssub.faces, cam, vertex_colors=colour.expand(B, ssub.n_vertices, 3), sh_coeffs=sh)
+            a = r.alpha * valid
+            l_ph = (a * (r.rgb - target).abs()).sum() / (3 * a.sum()).clamp_min(1)
+            l_id = ((P["identity"] - id0) ** 2).sum(-1).mean()
+            loss = cfg.w_photo * l_ph + cfg.w_landmark * l_lm + priors() + d_w * l_id
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            clamp_()
+            with torch.no_grad():
+                colour.clamp_(0, 1)
+            losses.append(float(l_ph.detach()))
+        history[f"shape_{size}"] = losses
+    return sh.detach(), colour.detach()

@@ -2,9 +2,10 @@
 
 - :class:`ProcrustesStabilizer` on all visible face vertices (``method="procrustes"``) or on the
   visible upper face (``method="upper"``): least-squares rigid fit on corresponding vertices.
-- :class:`ICPStabilizer` (``method="icp"``): open3d point-to-plane ICP on the upper face, started
-  from the upper-face Procrustes fit. Closest-point correspondences let skin slide tangentially
-  without pulling the fit, which vertex correspondences cannot.
+- :class:`ICPStabilizer` (``method="icp"``): point-to-plane ICP on the upper face, started from
+  the upper-face Procrustes fit (batched, float64, in torch: deterministic, no open3d needed).
+  Closest-point correspondences let skin slide tangentially without pulling the fit, which
+  vertex correspondences cannot.
 """
 from __future__ import annotations
 
@@ -50,7 +51,12 @@ class ProcrustesStabilizer:
 
 
 class ICPStabilizer:
-    """Point-to-plane ICP (open3d) on a vertex subset, initialised by Procrustes on it.
+    """Point-to-plane ICP on a vertex subset, initialised by Procrustes on it.
+
+    Each iteration matches every transformed source point to its closest target point (exact,
+    scipy k-d tree), drops matches farther than ``max_distance``, and solves the linearised
+    point-to-plane problem (small rotation + translation, 6x6 normal equations per pair) exactly;
+    the update is applied as a proper rotation. Batched over pairs, float64, deterministic.
 
     Args:
         indices: (N,) int64 vertex indices (the upper face).
@@ -58,11 +64,14 @@ class ICPStabilizer:
             whose three vertices are all in ``indices``).
         n_vertices: the topology's vertex count.
         max_distance: correspondence rejection distance, mm.
-        iterations: ICP iterations.
+        iterations: maximum ICP iterations (stops earlier when every pair's update is below
+            1e-6 rad / 1e-4 mm).
+        chunk: pairs iterated together (1, the default, lets each pair stop at its own
+            convergence: fastest, ~25 ms per pair on the built-in model).
     """
 
     def __init__(self, indices: Tensor, faces: Tensor, n_vertices: int, max_distance: float = 5.0,
-                 iterations: int = 30, name: str = "icp") -> None:
+                 iterations: int = 30, name: str = "icp", chunk: int = 1) -> None:
         self.indices = torch.as_tensor(indices, dtype=torch.int64)
         faces = torch.as_tensor(faces, dtype=torch.int64)
         # Normals only from triangles inside the subset, so hidden vertices never leak in.
@@ -72,33 +81,61 @@ class ICPStabilizer:
         self.n_vertices = n_vertices
         self.max_distance = max_distance
         self.iterations = iterations
+        self.chunk = chunk
         self.name = name
         self._init = ProcrustesStabilizer(self.indices, n_vertices, name)
 
     @torch.no_grad()
     def estimate(self, source: Tensor, target: Tensor) -> Tensor:
         """(B, V, 3) source and target meshes (mm) -> (B, 4, 4) source-to-target skull
-        transforms (dtype of ``source``). Loops over the batch (open3d works per pair)."""
-        try:
-            import open3d as o3d
-        except ImportError as e:  # optional dependency
-            raise ImportError("method 'icp' needs open3d: pip install open3d (or face3d-toolkit[full])") from e
+        transforms (dtype of ``source``)."""
         _check_pair(source, target, self.n_vertices, self.name)
-        init = self._init.estimate(source, target).double().cpu().numpy()
-        idx = self.indices
-        src = source[:, idx].double().cpu().numpy()
-        tgt = target.double().cpu()
-        nrm = vertex_normals(tgt, self.faces)[:, idx].numpy()
-        tgt = tgt[:, idx].numpy()
-        reg = o3d.pipelines.registration
-        crit = reg.ICPConvergenceCriteria(relative_fitness=1e-9, relative_rmse=1e-9, max_iteration=self.iterations)
-        out = []
-        for b in range(len(src)):
-            ps, pt = o3d.geometry.PointCloud(), o3d.geometry.PointCloud()
-            ps.points = o3d.utility.Vector3dVector(src[b])
-            pt.points = o3d.utility.Vector3dVector(tgt[b])
-            pt.normals = o3d.utility.Vector3dVector(nrm[b])
-            res = reg.registration_icp(ps, pt, self.max_distance, init[b], reg.TransformationEstimationPointToPlane(), crit)
-            out.append(torch.as_tensor(res.transformation.copy()))
-        T = torch.stack(out).to(device=source.device, dtype=source.dtype)
+        idx = self.indices.to(source.device)
+        init = self._init.estimate(source, target).double()
+        src = source[:, idx].double()
+        tgt = target.double()
+        nrm = vertex_normals(tgt, self.faces.to(tgt.device))[:, idx]
+        tgt = tgt[:, idx]
+        out = [self._icp(src[s:s + self.chunk], tgt[s:s + self.chunk], nrm[s:s + self.chunk], init[s:s + self.chunk])
+               for s in range(0, src.shape[0], self.chunk)]  # chunks of pairs, not points
+        T = torch.cat(out).to(source.dtype)
         return make_transform(T[:, :3, :3], T[:, :3, 3])
+
+    def _icp(self, p: Tensor, q: Tensor, n: Tensor, T: Tensor) -> Tensor:
+        from scipy.spatial import cKDTree
+
+        from face3d.geometry.rotations import axis_angle_to_matrix
+
+        R, t = T[:, :3, :3].clone(), T[:, :3, 3].clone()
+        # One k-d tree per target (exact nearest neighbours, single-threaded: deterministic).
+        trees = [cKDTree(q[b].cpu().numpy()) for b in range(q.shape[0])]  # b pairs, not points
+        eye = torch.eye(6, dtype=p.dtype, device=p.device)
+        for _ in range(self.iterations):
+            x = p @ R.transpose(1, 2) + t[:, None]  # (b, N, 3) transformed source
+            xn = x.cpu().numpy()
+            dj = [trees[b].query(xn[b]) for b in range(len(trees))]
+            d = torch.as_tensor(np_stack([a for a, _ in dj]), dtype=p.dtype, device=p.device)
+            j = torch.as_tensor(np_stack([b for _, b in dj]), dtype=torch.int64, device=p.device)
+            qj = torch.gather(q, 1, j[..., None].expand(-1, -1, 3))
+            nj = torch.gather(n, 1, j[..., None].expand(-1, -1, 3))
+            w = (d < self.max_distance).to(p.dtype)
+            # r(omega, dt) ~ ((x - q) + omega x x + dt) . n = (x - q).n + (x x n).omega + n.dt
+            A = torch.cat([torch.cross(x, nj, dim=-1), nj], -1)  # (b, N, 6)
+            r = ((x - qj) * nj).sum(-1)
+            H = torch.einsum("bni,bn,bnj->bij", A, w, A) + 1e-9 * eye
+            g = torch.einsum("bni,bn,bn->bi", A, w, r)
+            delta = -torch.linalg.solve(H, g)
+            dR = axis_angle_to_matrix(delta[:, :3])
+            R = dR @ R
+            t = (dR @ t[..., None])[..., 0] + delta[:, 3:]
+            if float(delta[:, :3].norm(dim=-1).max()) < 1e-6 and float(delta[:, 3:].norm(dim=-1).max()) < 1e-4:
+                break
+        T = torch.eye(4, dtype=p.dtype, device=p.device).repeat(p.shape[0], 1, 1)
+        T[:, :3, :3], T[:, :3, 3] = R, t
+        return T
+
+
+def np_stack(arrays):
+    import numpy as np
+
+    return np.stack(arrays)
