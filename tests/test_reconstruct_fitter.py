@@ -117,7 +117,7 @@ def test_reconstruct_with_a_plugged_in_detector(toy):
         reconstruct(img, model=toy, detector=_FixedDetector(None), config=cfg)
 
 
-def _render_scene(model, identity, size=96, focal=300.0, dist=700.0, seed=0):
+def _render_scene(model, identity, size=96, focal=300.0, dist=700.0):
     """One head at ``identity``, slightly turned, lit from the upper left: (image, clean landmarks)."""
     from face3d.reconstruct.camera import make_camera
     from face3d.render import Renderer
@@ -157,3 +157,4 @@ def test_shape_stage_recovers_depth_from_shading(toy):
     assert e_sh < 0.5 * e0, (e0, e_sh)
     h = shaded.history["shape_64"]
     assert h[-1] < 0.7 * h[0]
+

@@ -29,7 +29,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-estimator", action="store_true", help="start from the mean head (landmark-only baseline)")
     p.add_argument("--all-faces", action="store_true", help="reconstruct every face (default: the largest)")
     p.add_argument("--min-score", type=float, default=0.3, help="dlib detection score threshold")
-    p.add_argument("--fast", action="store_true", help="landmarks only (no photometric stage, no texture)")
+    p.add_argument("--fast", action="store_true", help="landmarks only (no photometric stages, no texture)")
+    p.add_argument("--keep-shape", action="store_true",
+                   help="skip the photometric shape stage: keep the estimator's shape (for photos whose skin is far "
+                        "from one colour: heavy make-up, face paint, hard shadows)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the fit is many small ops, which extra threads slow down)")
@@ -144,6 +147,8 @@ def run_reconstruct(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model)
     fit_cfg = FitConfig(photo_steps=(), shape_steps=()) if args.fast else FitConfig()
+    if args.keep_shape:
+        fit_cfg = FitConfig(**{**fit_cfg.__dict__, "shape_steps": ()})
     cfg = ReconstructConfig(fit=fit_cfg, use_estimator=not args.no_estimator, all_faces=args.all_faces,
                             estimator_path=args.estimator)
     detector = DlibDetector(DlibConfig(min_score=args.min_score))

@@ -116,6 +116,8 @@ def metric_benchmark(model: MorphableModel, cfg: MetricBenchConfig = MetricBench
         raise FileNotFoundError(f"no estimator weights for model {model.name!r}; pass estimator_path "
                                 "(train with `face3d train-estimator`)")
     g = torch.Generator().manual_seed(cfg.seed)
+    # Rendering draws from its own stream, so the heads are the same with and without images.
+    g_render = torch.Generator().manual_seed(cfg.seed + 1)
     sub = landmark_submodel(model)
     syn = SyntheticConfig(image_size=cfg.image_size, noise=cfg.noise, dropout=0.0)
     fit_cfg = FitConfig(photo_steps=()) if cfg.photometric else FitConfig(photo_steps=(), shape_steps=())
@@ -127,7 +129,7 @@ def metric_benchmark(model: MorphableModel, cfg: MetricBenchConfig = MetricBench
     for s in range(0, cfg.n, cfg.batch):
         B = min(cfg.batch, cfg.n - s)
         b = sample_batch(sub, B, syn, g)
-        imgs = render_synthetic(model, b, g) if cfg.photometric else None
+        imgs = render_synthetic(model, b, g_render) if cfg.photometric else None
         kw = dict(images=imgs, width=cfg.image_size, height=cfg.image_size)
         with torch.no_grad():
             est = net.predict(b.landmarks)

@@ -56,7 +56,10 @@ class FitConfig:
       eyes, lips and mouth are left out. ``shape_lr``: identity step size; ``shape_warmup``:
       steps that fit lighting, colour and pose before identity moves; ``w_identity_shape``
       replaces ``w_identity`` in this stage (a weak pull towards the estimate: the image now
-      shows what the landmarks could not). Empty ``shape_steps`` = no shape stage.
+      shows what the landmarks could not); ``shape_robust``: scale (colour units) of the Cauchy
+      loss on per-pixel colour errors, so that what one skin colour cannot explain (brows,
+      make-up, stubble) pulls less than shading does (0 = plain L1). Empty ``shape_steps`` = no
+      shape stage.
     - ``photo_steps``/``photo_sizes``: Adam steps per level of the *appearance* stage (per-vertex
       albedo, lighting, pose, expression; identity fixed) and the side (px) of the square face
       crop rendered at that level; empty = no appearance stage.
@@ -84,6 +87,7 @@ class FitConfig:
     shape_lr: float = 0.03
     shape_warmup: int = 30
     w_identity_shape: float = 1e-3
+    shape_robust: float = 0.05
     lr: float = 0.03
     w_landmark: float = 100.0
     w_photo: float = 10.0
@@ -473,7 +477,10 @@ def _shape_stage(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
             cam = make_camera(f * k, size, size, (cx - edge[:, 0]) * k - 0.5, (cy - edge[:, 1]) * k - 0.5)
             r = renderer(out.vertices, ssub.faces, cam, vertex_colors=colour.expand(B, ssub.n_vertices, 3), sh_coeffs=sh)
             a = r.alpha * valid
-            l_ph = (a * (r.rgb - target).abs()).sum() / (3 * a.sum()).clamp_min(1)
+            e = (r.rgb - target).abs().mean(-1, keepdim=True)  # (B, S, S, 1) per-pixel colour error
+            if cfg.shape_robust > 0:  # Cauchy: pixels the uniform skin cannot explain (brows, make-up) count less
+                e = cfg.shape_robust * torch.log1p(e / cfg.shape_robust)
+            l_ph = (a * e).sum() / a.sum().clamp_min(1)
             l_id = ((P["identity"] - id0) ** 2).sum(-1).mean()
             loss = cfg.w_photo * l_ph + cfg.w_landmark * l_lm + priors() + d_w * l_id
             opt.zero_grad()
