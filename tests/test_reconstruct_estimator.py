@@ -107,3 +107,20 @@ def test_committed_weights_beat_mean_head(builtin_model):
         err0 = shape_error_mm(builtin_model, torch.zeros(256, builtin_model.n_identity), b.identity).mean()
     # Stated in assets/README.md: 4.39 mm vs 5.59 mm (ratio 0.79) on 512 heads of seed 999.
     assert float(err) < 0.85 * float(err0), (float(err), float(err0))
+
+
+def test_metric_benchmark_same_heads_with_and_without_images(toy, tmp_path):
+    """The benchmark's heads do not depend on whether they are rendered (rendering has its own
+    random stream), and the photometric shape stage changes only the fitted shape."""
+    from face3d.reconstruct.evaluate import MetricBenchConfig, metric_benchmark
+
+    p = tmp_path / "toy_est.pt"
+    save_estimator(ShapeEstimator(toy.n_identity, hidden=16, layers=1), toy, p)
+    kw = dict(n=2, batch=2, image_size=64, seed=3)
+    with_img = metric_benchmark(toy, MetricBenchConfig(photometric=True, **kw), estimator_path=str(p))
+    no_img = metric_benchmark(toy, MetricBenchConfig(photometric=False, **kw), estimator_path=str(p))
+    for k in ("mean_head", "landmark_fit", "estimator"):
+        assert with_img["methods"][k]["per_head_mm"] == no_img["methods"][k]["per_head_mm"], k
+    a, b = with_img["methods"]["estimator+fit"]["per_head_mm"], no_img["methods"]["estimator+fit"]["per_head_mm"]
+    assert max(abs(x - y) for x, y in zip(a, b)) > 1e-3  # the shape stage moved the shape
+    assert all(x > 0 for x in a + b)
