@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from face3d.render import Camera, antialias, interpolate, rasterize  # noqa: E402
 from face3d.render.backends import available_backends  # noqa: E402
-from face3d.render.meshes import head_proxy  # noqa: E402
+from face3d.models.toy import head_proxy  # noqa: E402
 
 START = "<!-- bench_rasterize:start -->"
 END = "<!-- bench_rasterize:end -->"

@@ -33,7 +33,7 @@ def test_cli_batch_reports_failures(tmp_path, astronaut):
     from PIL import Image
 
     from face3d.cli import build_parser, run
-    from face3d.reconstruct.toy import toy_model
+    from face3d.models.toy import toy_model
 
     src = tmp_path / "in"
     src.mkdir()

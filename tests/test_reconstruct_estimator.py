@@ -10,7 +10,7 @@ from face3d.reconstruct.estimator import (
 from face3d.reconstruct.synthetic import (
     SyntheticConfig, landmark_submodel, normalize_landmarks, restrict_model, sample_batch,
 )
-from face3d.reconstruct.toy import toy_model
+from face3d.models.toy import toy_model
 
 
 @pytest.fixture(scope="module")

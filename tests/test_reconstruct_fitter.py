@@ -10,7 +10,7 @@ from face3d.reconstruct.camera import project
 from face3d.reconstruct.fitter import FitConfig, face_crops, fit
 from face3d.reconstruct.measure import measure_landmarks
 from face3d.reconstruct.synthetic import SyntheticConfig, landmark_submodel, sample_batch
-from face3d.reconstruct.toy import toy_model
+from face3d.models.toy import toy_model
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,7 @@ def test_eval_now_command_on_a_transformed_copy(tmp_path, capsys):
     from face3d.cli import build_parser, run
     from face3d.geometry.mesh_io import Mesh, save_mesh
     from face3d.reconstruct.now import model_now_landmarks
-    from face3d.reconstruct.toy import toy_model
+    from face3d.models.toy import toy_model
 
     model = toy_model()
     model.save_npz(tmp_path / "toy.npz")

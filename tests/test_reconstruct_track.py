@@ -7,7 +7,7 @@ import torch
 from face3d.reconstruct.camera import project
 from face3d.reconstruct.fitter import FitConfig
 from face3d.reconstruct.track import TrackConfig, _fill_missing, track
-from face3d.reconstruct.toy import toy_model
+from face3d.models.toy import toy_model
 
 
 def _clip(model, T=8, noise=1.0, seed=0):

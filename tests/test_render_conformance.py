@@ -14,7 +14,7 @@ import torch
 
 from face3d.render import interpolate, rasterize
 from face3d.render.backends import is_available
-from face3d.render.meshes import head_proxy
+from face3d.models.toy import head_proxy
 
 
 def _usable(name: str) -> tuple[bool, str]:

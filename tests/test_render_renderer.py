@@ -11,7 +11,7 @@ import torch
 from face3d.geometry.rotations import axis_angle_to_matrix, rotation_angle_deg
 from face3d.render import Camera, Renderer
 from face3d.render.lighting import SH_C0
-from face3d.render.meshes import head_proxy, uv_sphere
+from face3d.models.toy import head_proxy, uv_sphere
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from face3d.geometry.mesh_io import Mesh, load_mesh, save_mesh
 from face3d.stabilize.align import apply_transform
 from face3d.stabilize.batch import BatchConfig, stabilize_files, stabilize_meshes
 from face3d.stabilize.synth import SynthConfig, sample_performances
-from face3d.stabilize.toy import toy_head
+from face3d.models.toy import toy_head
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ from face3d.stabilize.align import apply_transform, make_transform
 from face3d.stabilize.api import LearnedStabilizer, Stabilizer, load_stabilizer, load_weights
 from face3d.stabilize.network import NetworkConfig, StabilizerNet
 from face3d.stabilize.synth import SynthConfig, sample_pairs
-from face3d.stabilize.toy import toy_head
+from face3d.models.toy import toy_head
 from face3d.stabilize.train import save_checkpoint
 
 

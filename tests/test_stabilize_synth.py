@@ -7,7 +7,7 @@ from face3d.stabilize.api import load_stabilizer
 from face3d.stabilize.synth import (
     SynthConfig, hidden_mask, registration_noise, sample_pairs, sample_performances, visible_vertices,
 )
-from face3d.stabilize.toy import toy_head
+from face3d.models.toy import toy_head
 
 CLEAN = SynthConfig(jitter_mm=0.0, drift_mm=0.0)
 

@@ -5,7 +5,7 @@ import torch
 
 from face3d.stabilize.network import NetworkConfig, StabilizerNet
 from face3d.stabilize.synth import SynthConfig, sample_groups
-from face3d.stabilize.toy import toy_head
+from face3d.models.toy import toy_head
 from face3d.stabilize.train import TrainConfig, pair_loss, train
 
 
