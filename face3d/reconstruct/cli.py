@@ -50,7 +50,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=16, help="frames fitted together")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="resize frames so the longer side is SIZE px")
-    p.add_argument("--photometric", action="store_true", help="add the photometric stage (slower)")
+    p.add_argument("--photometric", action="store_true",
+                   help="add the photometric stages: shape from shading on the first batch (shared identity), then "
+                        "appearance (slower)")
     p.add_argument("--temporal", type=float, default=0.02,
                    help="temporal smoothness weight (0.02 halves frame-to-frame jerk on a synthetic turn)")
     p.add_argument("--quiet", action="store_true")

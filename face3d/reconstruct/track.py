@@ -28,7 +28,8 @@ from face3d.reconstruct.fitter import FitConfig, fit
 @dataclass(frozen=True)
 class TrackConfig:
     """Tracking settings: ``batch`` frames per fit, ``temporal`` smoothness weight,
-    ``photometric`` (add the fitter's photometric stage), ``estimator_path`` (default: committed
+    ``photometric`` (add the fitter's photometric stages: shape on the first batch, which fits the
+    shared identity, and appearance), ``estimator_path`` (default: committed
     weights for the built-in model), ``fit``: base :class:`FitConfig`."""
 
     batch: int = 16
