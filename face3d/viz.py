@@ -103,14 +103,22 @@ def grid(images: list[np.ndarray], cols: int, labels: list[str] | None = None, p
     return np.asarray(sheet)
 
 
-def save_png(path, image: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 image atomically."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 or float [0, 1] -> PNG bytes."""
     import io
 
     from PIL import Image
 
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(path, image: np.ndarray) -> None:
+    """Write an (H, W, 3) image (uint8, or float in [0, 1]) as PNG, atomically."""
     from face3d.fileio import atomic_write_bytes
 
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, png_bytes(image))

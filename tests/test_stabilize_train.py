@@ -59,7 +59,7 @@ def test_committed_weights_match_the_builtin_model(builtin_and_weights):
     assert path.stat().st_size < 5e6
     # Trained on this very model file (retrain when assets/builtin_head.npz changes).
     from face3d.models import BUILTIN_PATH
-    from face3d.stabilize.train import file_sha256
+    from face3d.fileio import file_sha256
 
     assert ckpt["model_sha256"] == file_sha256(BUILTIN_PATH)
 

@@ -182,8 +182,7 @@ def run_reconstruct(args) -> int:
 
 
 def run_train(args) -> int:
-    import hashlib
-
+    from face3d.fileio import file_sha256
     from face3d.models import load_model
     from face3d.reconstruct.estimator import TrainConfig, save_estimator, train_estimator
     from face3d.reconstruct.evaluate import estimator_holdout_error
@@ -193,7 +192,7 @@ def run_train(args) -> int:
         from face3d.models import BUILTIN_PATH
 
         # Hash the file before loading it, so the record names the model actually trained on.
-        model_sha = hashlib.sha256(BUILTIN_PATH.read_bytes()).hexdigest()
+        model_sha = file_sha256(BUILTIN_PATH)
     model = load_model(args.model)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
 

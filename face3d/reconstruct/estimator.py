@@ -16,7 +16,6 @@ measure an individual's absolute size the way a calibrated scanner would.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from face3d.fileio import atomic_write, file_sha256
 from face3d.models.base import MorphableModel
 from face3d.reconstruct.synthetic import (
     SyntheticConfig, landmark_submodel, model_fingerprint, normalize_landmarks, sample_batch,
@@ -128,8 +128,6 @@ def train_estimator(model: MorphableModel, cfg: TrainConfig = TrainConfig(),
 
 def save_estimator(net: ShapeEstimator, model: MorphableModel, path: str | Path, extra: dict | None = None) -> str:
     """Write weights + metadata atomically; returns the file's sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": "face3d-shape-estimator-v1",
         "n_identity": net.n_identity, "hidden": net.hidden, "layers": net.layers,
@@ -137,10 +135,8 @@ def save_estimator(net: ShapeEstimator, model: MorphableModel, path: str | Path,
         "state_dict": {k: v.detach().cpu().half() for k, v in net.state_dict().items()},
         **(extra or {}),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    atomic_write(path, lambda f: torch.save(payload, f))
+    return file_sha256(path)
 
 
 def load_estimator(path: str | Path, model: MorphableModel | None = None, strict: bool = True) -> ShapeEstimator:

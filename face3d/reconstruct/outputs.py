@@ -24,18 +24,7 @@ import torch
 from torch import Tensor
 
 from face3d.fileio import atomic_write_bytes
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 or float [0, 1] -> PNG bytes."""
-    from PIL import Image
-
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
+from face3d.viz import png_bytes
 
 
 def bake_texture(model, albedo: Tensor, size: int = 256) -> np.ndarray:

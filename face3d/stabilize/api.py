@@ -112,13 +112,13 @@ def load_stabilizer(method: str = "learned", model: "str | MorphableModel" = "bu
 def _warn_if_stale(net) -> None:
     """Warn when the built-in weights were trained on another version of the built-in model (same
     topology and regions, or loading would have failed, but possibly other shapes)."""
-    import hashlib
     import warnings
 
+    from face3d.fileio import file_sha256
     from face3d.models import BUILTIN_PATH
 
     trained_on = getattr(net, "model_sha256", "")
-    if trained_on and BUILTIN_PATH.is_file() and hashlib.sha256(BUILTIN_PATH.read_bytes()).hexdigest() != trained_on:
+    if trained_on and BUILTIN_PATH.is_file() and file_sha256(BUILTIN_PATH) != trained_on:
         warnings.warn(
             f"{BUILTIN_WEIGHTS} was trained on another version of {BUILTIN_PATH} (sha256 {trained_on[:12]}...); "
             "retrain: face3d stabilize-train --model builtin --out assets/stabilizer_builtin.pt", stacklevel=3,

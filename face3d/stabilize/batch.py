@@ -31,7 +31,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from face3d.fileio import atomic_write_text
+from face3d.fileio import atomic_write_text, file_sha256
 from face3d.stabilize.align import apply_transform, invert_transform
 from face3d.stabilize.api import Stabilizer, load_stabilizer
 
@@ -126,10 +126,6 @@ def _file_id(p: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _sha256(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
 def _load_checked(path: Path, n_vertices: int, model_name: str):
     from face3d.geometry.mesh_io import load_mesh
 
@@ -191,9 +187,9 @@ def stabilize_files(inputs: "str | Path | Sequence[str | Path]", out_dir: str | 
     if cfg.method == "learned":
         from face3d.stabilize.api import BUILTIN_WEIGHTS
 
-        weights_id = _sha256(Path(cfg.weights) if cfg.weights else BUILTIN_WEIGHTS)
+        weights_id = file_sha256(Path(cfg.weights) if cfg.weights else BUILTIN_WEIGHTS)
     run = {"method": cfg.method, "model": model.name, "n_vertices": model.n_vertices, "weights_sha256": weights_id,
-           "reference": ref_path.name, "reference_sha256": _sha256(ref_path)}
+           "reference": ref_path.name, "reference_sha256": file_sha256(ref_path)}
     run_key = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
 
     res = BatchResult()

@@ -95,7 +95,8 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from face3d.models import BUILTIN_PATH, load_model
-    from face3d.stabilize.train import TrainConfig, file_sha256, save_checkpoint, train
+    from face3d.fileio import file_sha256
+    from face3d.stabilize.train import TrainConfig, save_checkpoint, train
 
     if args.threads:
         torch.set_num_threads(args.threads)

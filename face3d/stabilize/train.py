@@ -7,7 +7,6 @@ predicted and by the true transform, in the pre-aligned frame.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from face3d.fileio import atomic_write
 from face3d.models.base import MorphableModel
 from face3d.stabilize.align import apply_transform, invert_transform
 from face3d.stabilize.network import NetworkConfig, StabilizerNet
@@ -40,14 +40,6 @@ class TrainConfig:
     log_every: int = 100
     network: NetworkConfig = field(default_factory=NetworkConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _pair_index(n_groups: int, k: int) -> tuple[Tensor, Tensor]:
@@ -147,10 +139,4 @@ def _plain(d):
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
     """Write a checkpoint atomically (temporary file + rename)."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(ckpt, f))
