@@ -232,6 +232,16 @@ class MorphableModel(nn.Module):
             raise KeyError(f"region {name!r} not in model {self.name!r}; it has {sorted(self.regions)}")
         return self.regions[name]
 
+    def region_mask(self, *names: str, missing_ok: bool = False) -> Tensor:
+        """(V,) bool: True on the vertices of any of the named regions. A name the model lacks
+        raises ``KeyError`` unless ``missing_ok`` (then it adds nothing)."""
+        mask = torch.zeros(self.n_vertices, dtype=torch.bool, device=self.template.device)
+        for name in names:
+            if missing_ok and name not in self.regions:
+                continue
+            mask[self.region(name)] = True
+        return mask
+
     def landmark_positions(self, vertices: Tensor, name: str = "ibug68") -> Tensor:
         """(B, V, 3) vertices -> (B, L, 3) positions of landmark set ``name``."""
         if name not in self.landmarks:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from face3d.geometry.rotations import axis_angle_to_matrix
+from face3d.geometry.topology import faces_within
 from face3d.models.base import MorphableModel
 from face3d.reconstruct.camera import make_camera, project
 from face3d.render.lighting import SH_C0
@@ -338,9 +339,7 @@ def fit(model: MorphableModel, landmarks: Tensor, images: Tensor | None = None,
 
 def face_triangles(model: MorphableModel) -> Tensor:
     """(F_face, 3) int64 triangles with all three vertices in the model's ``face`` region."""
-    mask = torch.zeros(model.n_vertices, dtype=torch.bool)
-    mask[model.region("face")] = True
-    return model.faces[mask[model.faces].all(-1)]
+    return faces_within(model.faces, model.region_mask("face"))
 
 
 def face_crops(images: Tensor, landmarks: Tensor, size: int, margin: float = 1.6) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -443,12 +442,9 @@ def _shape_stage(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
     image, shading differences can only come from the surface's normals, i.e. from shape; this is
     where the image adds what 68 noisy landmarks cannot show (depth profile, cheek and forehead
     curvature). Returns the fitted (B, 9, 3) SH and (B, 1, 3) colour (detached)."""
-    skin = torch.zeros(model.n_vertices, dtype=torch.bool)
-    skin[model.region("face")] = True
-    for name in ("eyes", "lips", "mouth_interior", "eyeball_left", "eyeball_right"):
-        if name in model.regions:
-            skin[model.regions[name]] = False
-    ssub, _ = restrict_model(model, skin.nonzero()[:, 0], model.faces[skin[model.faces].all(-1)])
+    skin = model.region_mask("face") & ~model.region_mask(
+        "eyes", "lips", "mouth_interior", "eyeball_left", "eyeball_right", missing_ok=True)
+    ssub, _ = restrict_model(model, skin.nonzero()[:, 0], faces_within(model.faces, skin))
     colour = colour.clone().requires_grad_(True)
     sh = sh.clone().requires_grad_(True)
     B = images.shape[0]

@@ -46,11 +46,7 @@ def measure(model, identity: Tensor) -> dict[str, Tensor]:
     with torch.no_grad():
         v = model(identity=identity).vertices
         out = measure_landmarks(model.landmark_positions(v, "ibug68"))
-        head = v
-        if "neck" in model.regions:
-            keep = torch.ones(model.n_vertices, dtype=torch.bool)
-            keep[model.regions["neck"]] = False
-            head = v[:, keep]
+        head = v[:, ~model.region_mask("neck", missing_ok=True)]
         ext = head.max(1).values - head.min(1).values
         out["head_width"], out["head_height"], out["head_depth"] = ext.unbind(-1)
     return out

@@ -106,12 +106,9 @@ def render_overlay(model, image: np.ndarray, vertices: Tensor, focal: float, alb
     H, W = image.shape[:2]
     cam = make_camera(torch.tensor([float(focal)]), W, H)
     r = Renderer()
-    faces = model.faces
-    if "neck" in model.regions and model.regions["neck"].numel():
-        # The neck is not fitted (no image term reaches it); leave it out of the picture.
-        neck = torch.zeros(model.n_vertices, dtype=torch.bool)
-        neck[model.regions["neck"]] = True
-        faces = faces[~neck[faces].all(-1)]
+    # The neck is not fitted (no image term reaches it); leave it out of the picture.
+    neck = model.region_mask("neck", missing_ok=True)
+    faces = model.faces[~neck[model.faces].all(-1)]
     with torch.no_grad():
         if albedo is not None and sh is not None:
             out = r(vertices[None].float(), faces, cam, vertex_colors=albedo[None].float(), sh_coeffs=sh[None].float())

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from face3d.geometry.normals import vertex_normals
+from face3d.geometry.topology import faces_within
 from face3d.stabilize.align import make_transform, rigid_fit
 
 
@@ -73,11 +74,10 @@ class ICPStabilizer:
     def __init__(self, indices: Tensor, faces: Tensor, n_vertices: int, max_distance: float = 5.0,
                  iterations: int = 30, name: str = "icp", chunk: int = 1) -> None:
         self.indices = torch.as_tensor(indices, dtype=torch.int64)
-        faces = torch.as_tensor(faces, dtype=torch.int64)
         # Normals only from triangles inside the subset, so hidden vertices never leak in.
         inside = torch.zeros(n_vertices, dtype=torch.bool)
         inside[self.indices] = True
-        self.faces = faces[inside[faces].all(1)]
+        self.faces = faces_within(faces, inside)
         self.n_vertices = n_vertices
         self.max_distance = max_distance
         self.iterations = iterations
