@@ -1,6 +1,8 @@
 """Camera convention, crops, measurements and the analysis-by-synthesis fitter (toy head)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -149,7 +151,7 @@ def test_shape_stage_recovers_depth_from_shading(toy):
     ids = torch.arange(toy.n_vertices)[toy.region("face")]
     start = torch.zeros(1, toy.n_identity)
     e0 = float(shape_error_mm(toy, start, true, ids))
-    lm_only = fit(toy, lm, img, identity_init=start, cfg=FitConfig(**{**base.__dict__, "shape_steps": ()}))
+    lm_only = fit(toy, lm, img, identity_init=start, cfg=replace(base, shape_steps=()))
     shaded = fit(toy, lm, img, identity_init=start, cfg=base)
     e_lm = float(shape_error_mm(toy, lm_only.identity, true, ids))
     e_sh = float(shape_error_mm(toy, shaded.identity, true, ids))

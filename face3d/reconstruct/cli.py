@@ -148,9 +148,10 @@ def run_reconstruct(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model)
-    fit_cfg = FitConfig(photo_steps=(), shape_steps=()) if args.fast else FitConfig()
-    if args.keep_shape:
-        fit_cfg = FitConfig(**{**fit_cfg.__dict__, "shape_steps": ()})
+    if args.fast:
+        fit_cfg = FitConfig(photo_steps=(), shape_steps=())
+    else:
+        fit_cfg = FitConfig(shape_steps=()) if args.keep_shape else FitConfig()
     cfg = ReconstructConfig(fit=fit_cfg, use_estimator=not args.no_estimator, all_faces=args.all_faces,
                             estimator_path=args.estimator)
     detector = DlibDetector(DlibConfig(min_score=args.min_score))

@@ -130,11 +130,11 @@ def metric_benchmark(model: MorphableModel, cfg: MetricBenchConfig = MetricBench
         B = min(cfg.batch, cfg.n - s)
         b = sample_batch(sub, B, syn, g)
         imgs = render_synthetic(model, b, g_render) if cfg.photometric else None
-        kw = dict(images=imgs, width=cfg.image_size, height=cfg.image_size)
+        size = dict(width=cfg.image_size, height=cfg.image_size)
         with torch.no_grad():
             est = net.predict(b.landmarks)
-        r_base = fit(model, b.landmarks, identity_init=None, cfg=base_cfg, width=cfg.image_size, height=cfg.image_size)
-        r_ours = fit(model, b.landmarks, identity_init=est, cfg=fit_cfg, **kw)
+        r_base = fit(model, b.landmarks, identity_init=None, cfg=base_cfg, **size)
+        r_ours = fit(model, b.landmarks, imgs, identity_init=est, cfg=fit_cfg, **size)
         errs["mean_head"].append(neutral_face_error(model, torch.zeros_like(est), b.identity))
         errs["landmark_fit"].append(neutral_face_error(model, r_base.identity, b.identity))
         errs["estimator"].append(neutral_face_error(model, est, b.identity))

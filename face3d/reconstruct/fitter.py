@@ -230,11 +230,11 @@ def fit(model: MorphableModel, landmarks: Tensor, images: Tensor | None = None,
     def expand(x: Tensor) -> Tensor:
         return x.expand(B, -1) if x.shape[0] == 1 and B > 1 else x
 
-    def priors() -> Tensor:
+    def priors(w_identity: float = cfg.w_identity) -> Tensor:
         e = P["expression"] / model.expression_std
         r = cfg.w_expression * (e ** 2).sum(-1).mean()
         r = r + cfg.w_jaw * (P["jaw"] ** 2).sum(-1).mean() * 100
-        r = r + cfg.w_identity * ((P["identity"] - id0) ** 2).sum(-1).mean()
+        r = r + w_identity * ((P["identity"] - id0) ** 2).sum(-1).mean()
         r = r + cfg.w_focal * ((P["log_f"] - log_f0) ** 2).mean() * 100
         if cfg.temporal > 0 and (B > 1 or prev_vec is not None):
             # Units: 0.1 rad ~ 10 mm ~ 1 expression unit ~ 0.1 rad of jaw.
@@ -317,13 +317,14 @@ def fit(model: MorphableModel, landmarks: Tensor, images: Tensor | None = None,
     sh = torch.zeros(B, 9, 3)
     sh[:, 0] = 1.0 / SH_C0  # uniform white light of irradiance 1
     albedo = None
-    if images is not None and ((cfg.photo_steps and cfg.photo_sizes) or (cfg.shape_steps and cfg.shape_sizes and cfg.fit_identity)):
+    shape_on = bool(cfg.shape_steps and cfg.shape_sizes and cfg.fit_identity)
+    if images is not None and (shape_on or (cfg.photo_steps and cfg.photo_sizes)):
         if renderer is None:
             from face3d.render import Renderer
 
             renderer = Renderer()
         sh, albedo = _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, images,
-                                  cfg, renderer, sh, history, width, height, id0)
+                                  cfg, renderer, sh, history, width, height, shape_on)
 
     with torch.no_grad():
         out = forward(model)
@@ -377,8 +378,27 @@ def face_crops(images: Tensor, landmarks: Tensor, size: int, margin: float = 1.6
     return torch.stack(crops), torch.stack(valid), torch.stack(edges), torch.tensor(ks)
 
 
+def _photo_losses(sub, forward, landmark_loss, focal_b, renderer, crops, size, cx, cy, colours, sh,
+                  robust: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Render ``sub`` (with (B, V_sub, 3) ``colours`` and (B, 9, 3) ``sh``) into the face crops of
+    :func:`face_crops` at ``size`` px and compare with them. Returns the mean per-pixel colour
+    error over covered pixels (Cauchy-weighted with scale ``robust`` when > 0) and the landmark
+    loss of the same forward pass."""
+    target, valid, edge, k = crops
+    out = forward(sub)
+    f = focal_b()
+    l_lm, _ = landmark_loss(sub, out.vertices, f)
+    cam = make_camera(f * k, size, size, (cx - edge[:, 0]) * k - 0.5, (cy - edge[:, 1]) * k - 0.5)
+    r = renderer(out.vertices, sub.faces, cam, vertex_colors=colours, sh_coeffs=sh)
+    a = r.alpha * valid
+    e = (r.rgb - target).abs().mean(-1, keepdim=True)  # (B, S, S, 1) per-pixel colour error
+    if robust > 0:  # Cauchy: pixels the model's colours cannot explain (brows, make-up) count less
+        e = robust * torch.log1p(e / robust)
+    return (a * e).sum() / a.sum().clamp_min(1), l_lm
+
+
 def _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, images, cfg, renderer,
-                 sh, history, width, height, id0):
+                 sh, history, width, height, shape_on: bool):
     B = images.shape[0]
     fsub, kept = restrict_model(model, model.region("face"), face_triangles(model))
     with torch.no_grad():
@@ -393,14 +413,14 @@ def _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
         base = torch.stack(cols)[:, None].expand(B, fsub.n_vertices, 3).clone()
     cx = torch.full((B,), (width - 1) / 2)
     cy = torch.full((B,), (height - 1) / 2)
-    if cfg.shape_steps and cfg.fit_identity:
+    if shape_on:
         sh, colour = _shape_stage(model, P, forward, landmark_loss, priors, clamp_, focal_b, images, cfg,
-                                  renderer, sh, base[:, :1].clone(), lm_now, cx, cy, history, id0)
+                                  renderer, sh, base[:, :1].clone(), lm_now, cx, cy, history)
         base = colour.expand(B, fsub.n_vertices, 3).clone()
     albedo = base.clone().requires_grad_(True)
     sh = sh.detach().clone().requires_grad_(True)
     for steps, size in zip(cfg.photo_steps, cfg.photo_sizes):
-        target, valid, edge, k = face_crops(images, lm_now, size)
+        crops = face_crops(images, lm_now, size)
         opt = torch.optim.Adam([
             # Identity stays where the shape stage left it: with a free per-vertex albedo, shading
             # is explained as easily by albedo as by shape (measured: letting identity move here
@@ -412,13 +432,7 @@ def _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
         ])
         losses = []
         for _ in range(steps):
-            out = forward(fsub)
-            f = focal_b()
-            l_lm, _ = landmark_loss(fsub, out.vertices, f)
-            cam = make_camera(f * k, size, size, (cx - edge[:, 0]) * k - 0.5, (cy - edge[:, 1]) * k - 0.5)
-            r = renderer(out.vertices, fsub.faces, cam, vertex_colors=albedo, sh_coeffs=sh)
-            a = r.alpha * valid
-            l_ph = (a * (r.rgb - target).abs()).sum() / (3 * a.sum()).clamp_min(1)
+            l_ph, l_lm = _photo_losses(fsub, forward, landmark_loss, focal_b, renderer, crops, size, cx, cy, albedo, sh)
             l_alb = ((albedo - base) ** 2).mean()
             loss = cfg.w_photo * l_ph + cfg.w_landmark * l_lm + priors() + cfg.w_albedo * l_alb
             opt.zero_grad()
@@ -436,7 +450,7 @@ def _photometric(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
 
 
 def _shape_stage(model, P, forward, landmark_loss, priors, clamp_, focal_b, images, cfg, renderer, sh,
-                 colour, lm_now, cx, cy, history, id0):
+                 colour, lm_now, cx, cy, history):
     """Photometric shape stage: identity, pose, expression, jaw, focal, SH and one skin colour per
     image against the photo, on the face's skin (eyes, lips, mouth left out). With one colour per
     image, shading differences can only come from the surface's normals, i.e. from shape; this is
@@ -448,10 +462,8 @@ def _shape_stage(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
     colour = colour.clone().requires_grad_(True)
     sh = sh.clone().requires_grad_(True)
     B = images.shape[0]
-    # priors() weighs identity with w_identity; this stage uses w_identity_shape instead.
-    d_w = cfg.w_identity_shape - cfg.w_identity
     for steps, size in zip(cfg.shape_steps, cfg.shape_sizes):
-        target, valid, edge, k = face_crops(images, lm_now, size)
+        crops = face_crops(images, lm_now, size)
         opt = torch.optim.Adam([
             {"params": [P["identity"]], "lr": cfg.shape_lr},
             {"params": [P["rotation"], P["expression"], P["jaw"]], "lr": cfg.lr * 0.3},
@@ -467,18 +479,9 @@ def _shape_stage(model, P, forward, landmark_loss, priors, clamp_, focal_b, imag
                 g["lr"] = l0 * fac
             if it < cfg.shape_warmup:  # lighting, colour and pose settle before the shape moves
                 opt.param_groups[0]["lr"] = 0.0
-            out = forward(ssub)
-            f = focal_b()
-            l_lm, _ = landmark_loss(ssub, out.vertices, f)
-            cam = make_camera(f * k, size, size, (cx - edge[:, 0]) * k - 0.5, (cy - edge[:, 1]) * k - 0.5)
-            r = renderer(out.vertices, ssub.faces, cam, vertex_colors=colour.expand(B, ssub.n_vertices, 3), sh_coeffs=sh)
-            a = r.alpha * valid
-            e = (r.rgb - target).abs().mean(-1, keepdim=True)  # (B, S, S, 1) per-pixel colour error
-            if cfg.shape_robust > 0:  # Cauchy: pixels the uniform skin cannot explain (brows, make-up) count less
-                e = cfg.shape_robust * torch.log1p(e / cfg.shape_robust)
-            l_ph = (a * e).sum() / a.sum().clamp_min(1)
-            l_id = ((P["identity"] - id0) ** 2).sum(-1).mean()
-            loss = cfg.w_photo * l_ph + cfg.w_landmark * l_lm + priors() + d_w * l_id
+            l_ph, l_lm = _photo_losses(ssub, forward, landmark_loss, focal_b, renderer, crops, size, cx, cy,
+                                       colour.expand(B, ssub.n_vertices, 3), sh, cfg.shape_robust)
+            loss = cfg.w_photo * l_ph + cfg.w_landmark * l_lm + priors(cfg.w_identity_shape)
             opt.zero_grad()
             loss.backward()
             opt.step()
