@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from face3d.geometry.normals import vertex_normals
+from face3d.geometry.rotations import axis_angle_to_matrix
 from face3d.geometry.topology import faces_within
 from face3d.stabilize.align import make_transform, rigid_fit
 
@@ -56,8 +57,9 @@ class ICPStabilizer:
 
     Each iteration matches every transformed source point to its closest target point (exact,
     scipy k-d tree), drops matches farther than ``max_distance``, and solves the linearised
-    point-to-plane problem (small rotation + translation, 6x6 normal equations per pair) exactly;
-    the update is applied as a proper rotation. Batched over pairs, float64, deterministic.
+    point-to-plane problem (small rotation + translation, 6x6 normal equations) exactly; the
+    update is applied as a proper rotation. One pair at a time (each stops at its own
+    convergence; ~25 ms per pair on the built-in model), float64, deterministic.
 
     Args:
         indices: (N,) int64 vertex indices (the upper face).
@@ -65,14 +67,12 @@ class ICPStabilizer:
             whose three vertices are all in ``indices``).
         n_vertices: the topology's vertex count.
         max_distance: correspondence rejection distance, mm.
-        iterations: maximum ICP iterations (stops earlier when every pair's update is below
-            1e-6 rad / 1e-4 mm).
-        chunk: pairs iterated together (1, the default, lets each pair stop at its own
-            convergence: fastest, ~25 ms per pair on the built-in model).
+        iterations: maximum ICP iterations (stops earlier when the update is below 1e-6 rad and
+            1e-4 mm).
     """
 
     def __init__(self, indices: Tensor, faces: Tensor, n_vertices: int, max_distance: float = 5.0,
-                 iterations: int = 30, name: str = "icp", chunk: int = 1) -> None:
+                 iterations: int = 30, name: str = "icp") -> None:
         self.indices = torch.as_tensor(indices, dtype=torch.int64)
         # Normals only from triangles inside the subset, so hidden vertices never leak in.
         inside = torch.zeros(n_vertices, dtype=torch.bool)
@@ -81,7 +81,6 @@ class ICPStabilizer:
         self.n_vertices = n_vertices
         self.max_distance = max_distance
         self.iterations = iterations
-        self.chunk = chunk
         self.name = name
         self._init = ProcrustesStabilizer(self.indices, n_vertices, name)
 
@@ -96,46 +95,28 @@ class ICPStabilizer:
         tgt = target.double()
         nrm = vertex_normals(tgt, self.faces.to(tgt.device))[:, idx]
         tgt = tgt[:, idx]
-        out = [self._icp(src[s:s + self.chunk], tgt[s:s + self.chunk], nrm[s:s + self.chunk], init[s:s + self.chunk])
-               for s in range(0, src.shape[0], self.chunk)]  # chunks of pairs, not points
-        T = torch.cat(out).to(source.dtype)
-        return make_transform(T[:, :3, :3], T[:, :3, 3])
+        T = torch.stack([self._icp(src[b], tgt[b], nrm[b], init[b]) for b in range(src.shape[0])])  # pairs
+        return T.to(source.dtype)
 
     def _icp(self, p: Tensor, q: Tensor, n: Tensor, T: Tensor) -> Tensor:
+        """One pair: (N, 3) source points, target points and target normals, (4, 4) start."""
         from scipy.spatial import cKDTree
 
-        from face3d.geometry.rotations import axis_angle_to_matrix
-
-        R, t = T[:, :3, :3].clone(), T[:, :3, 3].clone()
-        # One k-d tree per target (exact nearest neighbours, single-threaded: deterministic).
-        trees = [cKDTree(q[b].cpu().numpy()) for b in range(q.shape[0])]  # b pairs, not points
-        eye = torch.eye(6, dtype=p.dtype, device=p.device)
+        R, t = T[:3, :3].clone(), T[:3, 3].clone()
+        tree = cKDTree(q.cpu().numpy())  # exact nearest neighbours, single-threaded: deterministic
         for _ in range(self.iterations):
-            x = p @ R.transpose(1, 2) + t[:, None]  # (b, N, 3) transformed source
-            xn = x.cpu().numpy()
-            dj = [trees[b].query(xn[b]) for b in range(len(trees))]
-            d = torch.as_tensor(np_stack([a for a, _ in dj]), dtype=p.dtype, device=p.device)
-            j = torch.as_tensor(np_stack([b for _, b in dj]), dtype=torch.int64, device=p.device)
-            qj = torch.gather(q, 1, j[..., None].expand(-1, -1, 3))
-            nj = torch.gather(n, 1, j[..., None].expand(-1, -1, 3))
-            w = (d < self.max_distance).to(p.dtype)
+            x = p @ R.T + t  # transformed source
+            d, j = tree.query(x.cpu().numpy())
+            j = torch.as_tensor(j, device=p.device)
+            w = torch.as_tensor(d < self.max_distance, dtype=p.dtype, device=p.device)
+            qj, nj = q[j], n[j]
             # r(omega, dt) ~ ((x - q) + omega x x + dt) . n = (x - q).n + (x x n).omega + n.dt
-            A = torch.cat([torch.cross(x, nj, dim=-1), nj], -1)  # (b, N, 6)
+            A = torch.cat([torch.cross(x, nj, dim=-1), nj], -1)  # (N, 6)
             r = ((x - qj) * nj).sum(-1)
-            H = torch.einsum("bni,bn,bnj->bij", A, w, A) + 1e-9 * eye
-            g = torch.einsum("bni,bn,bn->bi", A, w, r)
-            delta = -torch.linalg.solve(H, g)
-            dR = axis_angle_to_matrix(delta[:, :3])
-            R = dR @ R
-            t = (dR @ t[..., None])[..., 0] + delta[:, 3:]
-            if float(delta[:, :3].norm(dim=-1).max()) < 1e-6 and float(delta[:, 3:].norm(dim=-1).max()) < 1e-4:
+            H = (A * w[:, None]).T @ A + 1e-9 * torch.eye(6, dtype=p.dtype, device=p.device)
+            delta = -torch.linalg.solve(H, (A * w[:, None]).T @ r)
+            dR = axis_angle_to_matrix(delta[None, :3])[0]
+            R, t = dR @ R, dR @ t + delta[3:]
+            if float(delta[:3].norm()) < 1e-6 and float(delta[3:].norm()) < 1e-4:
                 break
-        T = torch.eye(4, dtype=p.dtype, device=p.device).repeat(p.shape[0], 1, 1)
-        T[:, :3, :3], T[:, :3, 3] = R, t
-        return T
-
-
-def np_stack(arrays):
-    import numpy as np
-
-    return np.stack(arrays)
+        return make_transform(R, t)
