@@ -118,30 +118,26 @@ class StabilizerNet(nn.Module):
                 f"these weights were trained for), got {tuple(vertices.shape)}"
             )
 
-    def encode_points(self, align_pts: Tensor, input_pts: Tensor) -> tuple[Tensor, Tensor]:
-        """Encode meshes given only the vertices the network reads.
-
-        Args:
-            align_pts: (B, Na, 3) the ``align`` vertices, mm.
-            input_pts: (B, Np, 3) the ``inputs`` vertices, mm.
-
-        Returns:
-            ``P`` (B, 4, 4): the Procrustes pre-alignment onto the centred template, and ``Q``
-            (B, 4, 4): the predicted skull pose in the pre-aligned frame (dtype of the input).
-        """
+    def prealign(self, align_pts: Tensor, input_pts: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, Na, 3) ``align`` and (B, Np, 3) ``inputs`` vertices, mm -> the Procrustes
+        pre-alignment ``P`` (B, 4, 4) onto the centred template and the (B, 3 Np) encoder input
+        before normalisation (pre-aligned inputs minus the template's; ``in_mean`` / ``in_std``
+        are fitted on it)."""
         P = rigid_fit(align_pts, self.template_align.to(align_pts).expand(len(align_pts), -1, -1))
-        x = apply_transform(P, input_pts) - self.template_inputs.to(input_pts)
-        feats = (x.flatten(1) - self.in_mean.to(x)) / self.in_std.to(x)
+        return P, (apply_transform(P, input_pts) - self.template_inputs.to(input_pts)).flatten(1)
+
+    def encode_points(self, align_pts: Tensor, input_pts: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode meshes given only the vertices the network reads (shapes as in :meth:`prealign`).
+
+        Returns ``P`` (B, 4, 4), the pre-alignment, and ``Q`` (B, 4, 4), the predicted skull pose
+        in the pre-aligned frame (dtype of the input).
+        """
+        P, x = self.prealign(align_pts, input_pts)
+        feats = (x - self.in_mean.to(x)) / self.in_std.to(x)
         out = self.encoder(feats.float()).to(feats.dtype)
         d6 = out[:, :6] * _ROT_SCALE
         d6 = d6 + torch.tensor([1.0, 0, 0, 0, 1, 0], dtype=d6.dtype, device=d6.device)
         return P, make_transform(rotation_6d_to_matrix(d6), out[:, 6:] * _TRANS_SCALE)
-
-    def features(self, align_pts: Tensor, input_pts: Tensor) -> Tensor:
-        """(B, Na, 3), (B, Np, 3) as in :meth:`encode_points` -> (B, 3 Np) encoder input before
-        normalisation (used to fit ``in_mean`` / ``in_std``)."""
-        P = rigid_fit(align_pts, self.template_align.to(align_pts).expand(len(align_pts), -1, -1))
-        return (apply_transform(P, input_pts) - self.template_inputs.to(input_pts)).flatten(1)
 
     def encode(self, vertices: Tensor) -> tuple[Tensor, Tensor]:
         """(B, V, 3) meshes -> (pre-alignment ``P`` (B, 4, 4), skull pose ``Q`` (B, 4, 4))."""

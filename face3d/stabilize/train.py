@@ -95,7 +95,7 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
         feats = []
         for _ in range(max(1, cfg.norm_samples // 256)):
             a, i, _, _ = sample(64, 4)
-            feats.append(net.features(a, i))
+            feats.append(net.prealign(a, i)[1])
         feats = torch.cat(feats)
         net.in_mean.copy_(feats.mean(0))
         net.in_std.copy_(feats.std(0).clamp_min(1e-3))
