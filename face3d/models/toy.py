@@ -78,6 +78,11 @@ def _sphere_np(n_lat: int, n_lon: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return d, f.numpy(), uv
 
 
+def _bump(p: np.ndarray, c, r: float) -> np.ndarray:
+    """Gaussian bump of radius ``r`` mm around ``c`` = (x, y) in the front view (V,)."""
+    return np.exp(-(np.linalg.norm(p[:, :2] - np.asarray(c, float), axis=1) / r) ** 2)
+
+
 # iBUG-68 layout (x to the subject's left, y up, mm; outer eye corners 90 mm apart), measured once
 # with dlib on skimage.data.astronaut() and rounded.
 _IBUG68_2D = np.array([
@@ -95,7 +100,7 @@ _LM_RADII = np.array([80.0, 120.0, 95.0])  # mm, x/y/z half-axes
 _LM_CENTRE = np.array([0.0, -30.0, -20.0])  # ellipsoid centre relative to the eye line
 
 
-def toy_model(n_lat: int = 24, n_lon: int = 40, seed: int = 0) -> MorphableModel:
+def toy_model(n_lat: int = 24, n_lon: int = 40) -> MorphableModel:
     """Build the landmark toy head (float32 buffers, mm; ``(n_lat - 2) * n_lon + 2`` shell vertices,
     68 landmark vertices and 5 joint vertices).
 
@@ -129,8 +134,7 @@ def toy_model(n_lat: int = 24, n_lon: int = 40, seed: int = 0) -> MorphableModel
     idb[:, 0, 1] = rel[:, 0] * 0.05  # width
     idb[:, 1, 2] = rel[:, 1] * 0.05  # height
     idb[:, 2, 3] = rel[:, 2] * 0.05  # depth
-    nose_d = np.linalg.norm(verts[:, :2] - [0, -30], axis=1)
-    idb[:, 2, 4] = 6 * np.exp(-(nose_d / 18) ** 2) * front  # nose protrusion
+    idb[:, 2, 4] = 6 * _bump(verts, (0, -30), 18) * front  # nose protrusion
     idb[:, 0, 5] = rel[:, 0] * 0.08 * lower  # jaw width
     eye_w = np.exp(-((verts[:, 1] - 2) / 15) ** 2) * front
     idb[:, 0, 6] = np.sign(verts[:, 0]) * 3 * eye_w  # eye spacing
@@ -141,11 +145,11 @@ def toy_model(n_lat: int = 24, n_lon: int = 40, seed: int = 0) -> MorphableModel
     exb = np.zeros((V, 3, 4))
     below_mouth = np.clip(-(verts[:, 1] + 57) / 20, 0, 1) * front
     exb[:, 1, 0] = -15 * below_mouth
-    corner_l = np.exp(-(np.linalg.norm(verts[:, :2] - [31, -57], axis=1) / 12) ** 2)
-    corner_r = np.exp(-(np.linalg.norm(verts[:, :2] - [-36, -54], axis=1) / 12) ** 2)
+    corner_l = _bump(verts, (31, -57), 12)
+    corner_r = _bump(verts, (-36, -54), 12)
     exb[:, 0, 1], exb[:, 1, 1] = 6 * corner_l, 5 * corner_l
     exb[:, 0, 2], exb[:, 1, 2] = -6 * corner_r, 5 * corner_r
-    brow = np.exp(-(np.linalg.norm(verts[:, :2] - [0, 18], axis=1) / 25) ** 2) * front
+    brow = _bump(verts, (0, 18), 25) * front
     exb[:, 1, 3] = 6 * brow
 
     jr = np.zeros((len(JOINT_NAMES), V))
@@ -180,10 +184,6 @@ def toy_model(n_lat: int = 24, n_lon: int = 40, seed: int = 0) -> MorphableModel
 
 _ST_RADII = np.array([78.0, 105.0, 95.0])  # mm, x/y/z half-axes
 _ST_CENTRE = np.array([0.0, -20.0, -15.0])
-
-
-def _bump(p: np.ndarray, c, r: float) -> np.ndarray:
-    return np.exp(-(np.linalg.norm(p[:, :2] - np.asarray(c, float), axis=1) / r) ** 2)
 
 
 def toy_head(n_lat: int = 22, n_lon: int = 32) -> MorphableModel:
