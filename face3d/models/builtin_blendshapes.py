@@ -173,10 +173,11 @@ def eye_rigidity(F: Features) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def _rigid_eyes(F: Features, d: np.ndarray) -> np.ndarray:
-    """Blend a (V, 3) field towards its value at each eye centre over the eyelids."""
+def _rigid_eyes(F: Features, d: np.ndarray, rigidity: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Blend a (V, 3) field towards its value at each eye centre over the eyelids
+    (``rigidity``: :func:`eye_rigidity`, computed once by the caller)."""
     t = F.topo
-    for w, ids in zip(eye_rigidity(F), (t.eyeball_left, t.eyeball_right)):
+    for w, ids in zip(rigidity, (t.eyeball_left, t.eyeball_right)):
         d = d * (1 - w[:, None]) + d[ids[0]][None] * w[:, None]
     return d
 
@@ -188,7 +189,8 @@ def identity_basis(F: Features) -> tuple[np.ndarray, list[str]]:
     rescaled to its original norm: component k is what the k-th named change adds beyond the
     earlier ones, so the basis is orthogonal and the first components keep their meaning exactly.
     """
-    fields = [(n, d if n == "eye_aperture" else _rigid_eyes(F, d)) for n, d in identity_fields(F)]
+    rig = eye_rigidity(F)
+    fields = [(n, d if n == "eye_aperture" else _rigid_eyes(F, d, rig)) for n, d in identity_fields(F)]
     names = [n for n, _ in fields]
     if tuple(names) != IDENTITY_NAMES:
         raise AssertionError(f"identity_fields order {names} differs from IDENTITY_NAMES")
