@@ -65,12 +65,9 @@ def framing(verts: torch.Tensor, faces: torch.Tensor, res: int, target: float = 
     return Camera.look_at((0.0, 0.0, d), fov_deg=30, width=res, height=res)
 
 
-CPU_MS: list = []  # process CPU time of the last timeit, ms (all threads)
-
-
-def timeit(fn, repeat: int) -> float:
-    """Median wall time in ms; the median process CPU time goes to CPU_MS (on a shared
-    machine wall time includes waiting for a core, CPU time does not)."""
+def timeit(fn, repeat: int) -> tuple[float, float]:
+    """(median wall time, median process CPU time) in ms, all threads (on a shared machine wall
+    time includes waiting for a core, CPU time does not)."""
     fn()
     ts, cs = [], []
     for _ in range(repeat):
@@ -79,8 +76,7 @@ def timeit(fn, repeat: int) -> float:
         fn()
         ts.append(time.perf_counter() - t0)
         cs.append(time.process_time() - c0)
-    CPU_MS.append(statistics.median(cs) * 1e3)
-    return statistics.median(ts) * 1e3
+    return statistics.median(ts) * 1e3, statistics.median(cs) * 1e3
 
 
 def bench_torch(pos, tri, res, colors, repeat):
@@ -155,14 +151,13 @@ def main(argv=None) -> int:
             colors = torch.rand(B, verts.shape[0], 3)
             for be in backends:
                 if be == "torch":
-                    f_ms, fb_ms = bench_torch(pos, tri, res, colors, args.repeat)
+                    (f_ms, f_cpu), (fb_ms, fb_cpu) = bench_torch(pos, tri, res, colors, args.repeat)
                 elif be == "pytorch3d":
                     if B > args.p3d_max_batch:
                         continue
-                    f_ms, fb_ms = bench_pytorch3d(pos, tri, res, 1)
+                    (f_ms, f_cpu), (fb_ms, fb_cpu) = bench_pytorch3d(pos, tri, res, 1)
                 else:
                     continue
-                f_cpu, fb_cpu = CPU_MS[-2], CPU_MS[-1]
                 row = dict(backend=be, res=res, batch=B, fwd_ms=f_ms, fwd_bwd_ms=fb_ms, fwd_cpu_ms=f_cpu,
                            fwd_bwd_cpu_ms=fb_cpu, load=os.getloadavg()[0], coverage=cover,
                            faces=int(tri.shape[0]), threads=args.threads, torch=torch.__version__.split("+")[0])
