@@ -46,7 +46,8 @@ def orbit_cameras(center: Tensor, radius: float, yaw_deg: Tensor, cfg: PreviewCo
 
 
 def render_preview(vertices: Tensor, faces: Tensor, yaw_deg=(0.0,), cfg: PreviewConfig = PreviewConfig(),
-                   center: Tensor | None = None, radius: float | None = None, vertex_colors: Tensor | None = None) -> np.ndarray:
+                   center: Tensor | None = None, radius: float | None = None, vertex_colors: Tensor | None = None,
+                   backend: str = "auto") -> np.ndarray:
     """Shaded renders of one mesh from several yaw angles.
 
     Args:
@@ -56,6 +57,7 @@ def render_preview(vertices: Tensor, faces: Tensor, yaw_deg=(0.0,), cfg: Preview
         center, radius: framing in mm; by default the vertices' bounding sphere, so pass the same
             values to keep several meshes at one scale.
         vertex_colors: optional (V, 3) in [0, 1]; default the config's skin grey.
+        backend: :class:`face3d.render.Renderer` backend.
 
     Returns:
         (N, size, size, 3) uint8 images, row 0 at the top.
@@ -79,7 +81,7 @@ def render_preview(vertices: Tensor, faces: Tensor, yaw_deg=(0.0,), cfg: Preview
     ld = ld / ld.norm()
     light = torch.einsum("nij,j->ni", cams.R.transpose(1, 2), ld * torch.tensor([1.0, -1.0, -1.0]))
     with torch.no_grad():
-        out = Renderer()(v.expand(n, -1, -1), f, cams, vertex_colors=col.expand(n, -1, -1), light_dir=light)
+        out = Renderer(backend=backend)(v.expand(n, -1, -1), f, cams, vertex_colors=col.expand(n, -1, -1), light_dir=light)
     bg = torch.tensor(cfg.background)
     img = out.rgb * out.alpha + bg * (1 - out.alpha)
     return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()

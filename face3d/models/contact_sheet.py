@@ -6,6 +6,7 @@ weight, into one PNG, rendered through :class:`face3d.render.Renderer`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,26 +32,20 @@ VIEWS = {"front": 0.0, "3/4": 40.0, "side": 90.0}
 
 
 def _renderer_views(vertices, faces, colors, cfg: ContactSheetConfig, views=VIEWS):
-    """(V, 3) mm vertices -> one (tile, tile, 3) uint8 image per view, rendered as one batch."""
+    """(V, 3) mm vertices -> one (tile, tile, 3) uint8 image per view: cameras orbiting a point
+    a little below the head centre at ``camera_distance``, key light from each camera's upper
+    left (:func:`face3d.viz.render_preview`)."""
     import torch
-    from face3d.render import Camera, Renderer
 
-    target = np.array([0.0, -15.0, 0.0])
-    yaws = np.deg2rad(np.array(list(views.values())))
-    eyes = target + cfg.camera_distance * np.stack([np.sin(yaws), 0 * yaws, np.cos(yaws)], -1)
-    cam = Camera.look_at(torch.tensor(eyes, dtype=torch.float32), torch.tensor(target, dtype=torch.float32),
-                         fov_deg=cfg.fov_deg, width=cfg.tile, height=cfg.tile)
-    # key light from the camera's upper left
-    light = np.stack([np.sin(yaws - 0.5), np.full_like(yaws, 0.45), np.cos(yaws - 0.5)], -1)
-    light /= np.linalg.norm(light, axis=1, keepdims=True)
-    res = Renderer(backend=cfg.backend)(
-        torch.as_tensor(vertices, dtype=torch.float32)[None], torch.as_tensor(faces), cam,
-        vertex_colors=torch.as_tensor(colors, dtype=torch.float32)[None],
-        light_dir=torch.tensor(light, dtype=torch.float32))
-    rgb = res.rgb.detach().cpu().numpy()
-    alpha = res.alpha.detach().cpu().numpy()
-    img = rgb * alpha + (1 - alpha)
-    return [(np.clip(im, 0, 1) * 255).astype(np.uint8) for im in img]
+    from face3d.viz import PreviewConfig, render_preview
+
+    pcfg = PreviewConfig(size=cfg.tile, fov_deg=cfg.fov_deg, margin=1.0,
+                         light_dir=(-math.sin(0.5), 0.45, math.cos(0.5)))
+    # render_preview frames a sphere: this radius puts the camera camera_distance from the target
+    radius = cfg.camera_distance * math.sin(math.radians(cfg.fov_deg) / 2)
+    imgs = render_preview(vertices, faces, list(views.values()), pcfg, center=torch.tensor([0.0, -15.0, 0.0]),
+                          radius=radius, vertex_colors=colors, backend=cfg.backend)
+    return list(imgs)
 
 
 def model_colors(model) -> np.ndarray:
