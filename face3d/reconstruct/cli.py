@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 EXAMPLES = ("astronaut",)
+# Kept in sync with face3d.reconstruct.detect.STAGES (not imported: this module stays light).
+STAGES_DEFAULT = ("hog", "hog_upsampled", "hog_padded", "cnn")
 
 
 def register(subparsers) -> None:
@@ -28,7 +29,15 @@ def register(subparsers) -> None:
     p.add_argument("--estimator", default=None, help="estimator weights (default: assets/estimator_builtin.pt)")
     p.add_argument("--no-estimator", action="store_true", help="start from the mean head (landmark-only baseline)")
     p.add_argument("--all-faces", action="store_true", help="reconstruct every face (default: the largest)")
-    p.add_argument("--min-score", type=float, default=0.3, help="dlib detection score threshold")
+    p.add_argument("--face", type=int, default=None, metavar="INDEX",
+                   help="reconstruct face INDEX (as numbered in report.json and the overlay, most confident first) "
+                        "instead of the largest")
+    p.add_argument("--min-score", type=float, default=0.3, help="dlib HOG detection score threshold")
+    p.add_argument("--detector-stages", default=",".join(STAGES_DEFAULT),
+                   help="detection cascade stages in order, comma-separated, from "
+                        f"{','.join(STAGES_DEFAULT)} (later ones run only when earlier ones find no face)")
+    p.add_argument("--all-stages", action="store_true",
+                   help="run every detection stage and merge their faces (slower; for photos with easy and hard faces)")
     p.add_argument("--fast", action="store_true", help="landmarks only (no photometric stages, no texture)")
     p.add_argument("--keep-shape", action="store_true",
                    help="skip the photometric shape stage: keep the estimator's shape (for photos whose skin is far "
@@ -101,18 +110,6 @@ def register(subparsers) -> None:
 
 
 # ----------------------------------------------------------------------------------- helpers
-def collect_images(items: list[str]) -> list[Path]:
-    """Expand files and folders (non-recursive, image extensions, sorted) into a list of paths."""
-    out: list[Path] = []
-    for it in items:
-        p = Path(it)
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
-        else:
-            out.append(p)  # missing / unreadable files are reported per item later
-    return out
-
-
 def _example(name: str):
     if name == "astronaut":
         from skimage.data import astronaut
@@ -135,9 +132,12 @@ def run_reconstruct(args) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     from face3d.models import load_model
-    from face3d.reconstruct.api import ReconstructConfig, fit_detections, load_image, write_reconstruction
-    from face3d.reconstruct.detect import DlibConfig, DlibDetector, largest
+    from face3d.reconstruct.api import (
+        MissingEstimatorError, ReconstructConfig, fit_detections, resolve_estimator, write_reconstruction,
+    )
+    from face3d.reconstruct.detect import DlibConfig, DlibDetector, select_face
     from face3d.reconstruct.fitter import FitConfig
+    from face3d.reconstruct.images import collect_images, load_image
     from face3d.reconstruct.outputs import write_json
 
     jobs: list[tuple[str, object]] = [(f"example_{e}", e) for e in args.example]
@@ -153,8 +153,17 @@ def run_reconstruct(args) -> int:
     else:
         fit_cfg = FitConfig(shape_steps=()) if args.keep_shape else FitConfig()
     cfg = ReconstructConfig(fit=fit_cfg, use_estimator=not args.no_estimator, all_faces=args.all_faces,
-                            estimator_path=args.estimator)
-    detector = DlibDetector(DlibConfig(min_score=args.min_score))
+                            estimator_path=args.estimator, face=args.face)
+    # Once, before the batch: a model without estimator weights fails here, not once per image.
+    try:
+        estimator = resolve_estimator(model, cfg)
+    except (MissingEstimatorError, FileNotFoundError, ValueError) as e:
+        msg = str(e).split(";")[0] if isinstance(e, MissingEstimatorError) else f"{type(e).__name__}: {e}"
+        print(f"face3d reconstruct: {msg}; train weights with `face3d train-estimator --model {args.model} --out FILE` "
+              "and pass --estimator FILE, or pass --no-estimator to start from the mean head", file=sys.stderr)
+        return 2
+    stages = tuple(s.strip() for s in args.detector_stages.split(",") if s.strip())
+    detector = DlibDetector(DlibConfig(min_score=args.min_score, stages=stages, exhaustive=args.all_stages))
     stems: dict[str, int] = {}
     failures, done = [], []
     for stem, src in _progress(jobs, args.quiet, "reconstruct"):
@@ -163,15 +172,24 @@ def run_reconstruct(args) -> int:
         name = stem if n == 0 else f"{stem}_{n}"
         try:
             img = _example(src) if isinstance(src, str) else load_image(src)
-            dets = detector.detect(img)
+            report = detector.detect_report(img)
+            dets = report.detections
             if not dets:
-                raise LookupError(f"no face found ({img.shape[1]}x{img.shape[0]} px, dlib min score {args.min_score})")
-            chosen = dets if args.all_faces else [largest(dets)]
-            recs = fit_detections(model, img, chosen, cfg)
-            for i, rec in enumerate(recs):
-                fname = name if len(recs) == 1 else f"{name}_face{i}"
-                write_reconstruction(rec, model, img, out, fname)
-                done.append({"input": str(src), "output": fname, "nme": rec.nme, "measurements_mm": rec.measurements})
+                tried = ", ".join(f"{r.stage} {r.seconds:.1f} s" for r in report.stages)
+                raise LookupError(f"no face found ({img.shape[1]}x{img.shape[0]} px; stages tried: {tried}; "
+                                  f"HOG min score {args.min_score})")
+            if args.all_faces:
+                picked = list(enumerate(dets))
+            else:
+                picked = [select_face(dets, args.face)]
+            recs = fit_detections(model, img, [d for _, d in picked], cfg, estimator=estimator)
+            rep = report.as_dict()
+            for (idx, _), rec in zip(picked, recs):
+                fname = name if len(recs) == 1 else f"{name}_face{idx}"
+                write_reconstruction(rec, model, img, out, fname, detections=dets, detection_report=rep)
+                done.append({"input": str(src), "output": fname, "face": idx, "stage": rec.detection_stage,
+                             "score": rec.detection_score, "nme": rec.nme, "measurements_mm": rec.measurements,
+                             "detection": rep})
         except Exception as e:  # batch tool: report per item and go on
             msg = f"{type(e).__name__}: {e}"
             failures.append({"input": str(src), "error": msg})

@@ -9,7 +9,8 @@ Files for a result with stem ``S`` in folder ``D``:
   the model's head frame (pose removed, expression kept), millimetres, with the model's UVs.
 - ``D/S_params.json`` and ``D/S_params.npz``: coefficients, pose, camera, detected and fitted
   landmarks, fit quality.
-- ``D/S_overlay.png``: the render over the photo, detected (green) and fitted (red) landmarks.
+- ``D/S_overlay.png``: the render over the photo, detected (green) and fitted (red) landmarks,
+  and every detected face's box with its index (the reconstructed one red).
 - ``D/S_measurements.json``: measurements in mm (:mod:`face3d.reconstruct.measure`).
 """
 from __future__ import annotations
@@ -89,6 +90,22 @@ def draw_points(image: np.ndarray, points: np.ndarray, color: tuple[int, int, in
     ok = (xs >= 0) & (xs < W) & (ys >= 0) & (ys < H)
     img[ys[ok], xs[ok]] = color
     return img
+
+
+def draw_boxes(image: np.ndarray, boxes: list[np.ndarray], chosen: int | None = None) -> np.ndarray:
+    """Outline every (4,) px box ``(x0, y0, x1, y1)`` on a copy of an (H, W, 3) uint8 image and
+    write its index above it: the chosen one red, the others yellow."""
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(np.ascontiguousarray(image))
+    draw = ImageDraw.Draw(im)
+    width = max(1, round(max(image.shape[:2]) / 400))
+    for i, b in enumerate(boxes):
+        colour = (255, 0, 0) if i == chosen else (255, 220, 0)
+        x0, y0, x1, y1 = (float(v) for v in b)
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=width)
+        draw.text((x0 + 2, max(0.0, y0 - 12)), str(i), fill=colour)
+    return np.asarray(im)
 
 
 def render_overlay(model, image: np.ndarray, vertices: Tensor, focal: float, albedo: Tensor | None,

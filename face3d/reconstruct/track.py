@@ -78,8 +78,7 @@ def read_frames(source: str | Path, max_frames: int | None = None, size: int | N
     source = Path(source)
     frames: list[np.ndarray] = []
     if source.is_dir():
-        from face3d.reconstruct.api import load_image
-        from face3d.reconstruct.cli import IMAGE_EXTS
+        from face3d.reconstruct.images import IMAGE_EXTS, load_image
 
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         for p in files[:max_frames]:
