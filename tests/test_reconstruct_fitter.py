@@ -59,8 +59,10 @@ def test_measure_landmarks_known_distances():
 def test_landmark_fit_recovers_pose(toy):
     b = sample_batch(landmark_submodel(toy), 3, SyntheticConfig(noise=0.005, dropout=0.0, fov=(40.0, 40.0001)),
                      torch.Generator().manual_seed(1))
+    # sample_batch's landmarks are the model's fixed landmark vertices (contour included), so
+    # fit them with the fixed contour.
     r = fit(toy, b.landmarks, identity_init=b.identity, width=b.size, height=b.size,
-            cfg=FitConfig(photo_steps=(), fit_focal=False, landmark_steps=100))
+            cfg=FitConfig(photo_steps=(), fit_focal=False, landmark_steps=100, contour="fixed"))
     ang = rotation_angle_deg(axis_angle_to_matrix(r.rotation), axis_angle_to_matrix(b.rotation))
     assert float(ang.max()) < 2.0, ang
     assert float(r.nme(b.clean).max()) < 0.02
@@ -75,7 +77,8 @@ def test_photometric_fit_of_rendered_head(toy):
     b = sample_batch(landmark_submodel(toy), 2, cfg_s, g)
     imgs = render_synthetic(toy, b, g)
     r = fit(toy, b.landmarks, imgs, identity_init=b.identity,
-            cfg=FitConfig(photo_steps=(15,), photo_sizes=(48,), shape_steps=(), landmark_steps=80, fit_focal=False, fov_deg=30.0))
+            cfg=FitConfig(photo_steps=(15,), photo_sizes=(48,), shape_steps=(), landmark_steps=80, fit_focal=False,
+                          fov_deg=30.0, contour="fixed"))
     ang = rotation_angle_deg(axis_angle_to_matrix(r.rotation), axis_angle_to_matrix(b.rotation))
     assert float(ang.max()) < 3.0, ang
     assert float(r.nme(b.clean).max()) < 0.02
@@ -146,8 +149,9 @@ def test_shape_stage_recovers_depth_from_shading(toy):
     true = torch.zeros(1, toy.n_identity)
     true[0, 3], true[0, 4] = -1.5, 1.5  # shallower head, longer nose
     img, lm = _render_scene(toy, true)
+    # The scene's landmarks are the toy's fixed landmark vertices: fit them with the fixed contour.
     base = FitConfig(landmark_steps=60, photo_steps=(), fit_focal=False, fov_deg=2 * np.degrees(np.arctan(48 / 300)),
-                     shape_sizes=(64,), shape_steps=(150,), shape_warmup=10, w_identity_shape=1e-3)
+                     shape_sizes=(64,), shape_steps=(150,), shape_warmup=10, w_identity_shape=1e-3, contour="fixed")
     ids = torch.arange(toy.n_vertices)[toy.region("face")]
     start = torch.zeros(1, toy.n_identity)
     e0 = float(shape_error_mm(toy, start, true, ids))

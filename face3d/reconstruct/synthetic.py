@@ -35,7 +35,9 @@ def restrict_model(model: MorphableModel, vertex_ids: Tensor, faces: Tensor | No
 
     Returns:
         ``(sub, kept)``: the sub-model and (n',) int64 full-model indices of its first n'
-        vertices (the joint vertices follow them).
+        vertices (the joint vertices follow them); ``sub.parent_vertex_ids`` is ``kept`` too, so
+        per-vertex data of the full model (e.g. :class:`~face3d.reconstruct.contour.SlidingContour`'s
+        bands) can be mapped onto the sub-model.
     """
     lm_ids = [model.landmarks[n].vertex_ids.reshape(-1) for n in landmark_names]
     ids = torch.unique(torch.cat([torch.as_tensor(vertex_ids, dtype=torch.int64).reshape(-1)] + lm_ids))
@@ -68,6 +70,7 @@ def restrict_model(model: MorphableModel, vertex_ids: Tensor, faces: Tensor | No
         identity_std=model.identity_std, expression_std=model.expression_std,
         joint_regressor=jr, skin_weights=sw, pose_basis=pb, landmarks=lms, regions={},
     )
+    sub.parent_vertex_ids = ids
     return sub, ids
 
 
