@@ -32,14 +32,10 @@ from pathlib import Path
 import numpy as np
 
 # name -> (source, path inside it, hand-counted faces)
+_FR = "face_recognition-1.3.0/tests/test_images/"
 PHOTOS = {
-    "obama.jpg": ("face_recognition", "face_recognition-1.3.0/tests/test_images/obama.jpg", 1),
-    "obama2.jpg": ("face_recognition", "face_recognition-1.3.0/tests/test_images/obama2.jpg", 1),
-    "obama3.jpg": ("face_recognition", "face_recognition-1.3.0/tests/test_images/obama3.jpg", 1),
-    "biden.jpg": ("face_recognition", "face_recognition-1.3.0/tests/test_images/biden.jpg", 1),
-    "obama_partial_face.jpg": ("face_recognition", "face_recognition-1.3.0/tests/test_images/obama_partial_face.jpg", 1),
-    "obama_partial_face2.jpg": ("face_recognition", "face_recognition-1.3.0/tests/test_images/obama_partial_face2.jpg", 1),
-    "32bit.png": ("face_recognition", "face_recognition-1.3.0/tests/test_images/32bit.png", 1),
+    **{n: ("face_recognition", _FR + n, 1) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg",
+                                                   "obama_partial_face.jpg", "obama_partial_face2.jpg", "32bit.png")},
     "t1.jpg": ("insightface", "insightface/data/images/t1.jpg", 6),
     "Tom_Hanks_54745.png": ("insightface", "insightface/data/images/Tom_Hanks_54745.png", 1),
     "mask_white.jpg": ("insightface", "insightface/data/images/mask_white.jpg", 0),  # a face mask, no face
@@ -209,11 +205,25 @@ def main(argv=None) -> int:
         print("[detect]")
         r = bench_detect(Path(args.cache))
         rows = r["rows"]
-        print("\n| image | size | faces | found | false | stage that found it | eye-to-chin px | stages run | s |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        # One row per photo: the photo itself, then its variants (stage that found the face, s).
+        cols = ["", "tight", "small", "tiny", "archival"]
+        by: dict[str, dict[str, dict]] = {}
         for w in rows:
-            print(f"| {w['image']} | {w['size']} | {w['faces']} | {w['found']} | {w['false']} | {w['stage']} | "
-                  f"{w['eye_to_chin']} | {', '.join(w['stages_run'])} | {w['seconds']:.2f} |")
+            base, _, var = w["image"].partition(" [")
+            by.setdefault(base, {})[var.rstrip("]")] = w
+
+        def cell(w):
+            if w is None:
+                return "-"
+            ok = f"{w['found']}/{w['faces']}" + (f" +{w['false']} false" if w["false"] else "")
+            return f"{ok} {w['stage']} {w['seconds']:.2f} s"
+
+        print("\n| photo | size | eye-to-chin px | photo: found, stage, s | tight crop | small (45 px) | tiny (25 px) | "
+              "archival (gray, half contrast) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for base, v in by.items():
+            w0 = v[""]
+            print(f"| {base} | {w0['size']} | {w0['eye_to_chin']} | " + " | ".join(cell(v.get(c)) for c in cols) + " |")
         big = [w for w in rows if w["faces"] and (w["eye_to_chin"] or 0) >= 40]
         print(f"\nfaces >= 40 px eye-to-chin found: {sum(w['found'] for w in big)}/{sum(w['faces'] for w in big)}; "
               f"all faces: {sum(w['found'] for w in rows)}/{sum(w['faces'] for w in rows)}; "

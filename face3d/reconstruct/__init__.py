@@ -1,6 +1,7 @@
 """Metric 3D face reconstruction from photos and video (after MICA, Zielonka et al. 2022).
 
-Stages, one module each: :mod:`.detect` (face detector interface + dlib), :mod:`.estimator`
+Stages, one module each: :mod:`.images` (reading photos), :mod:`.detect` (face detector
+interface + dlib cascade), :mod:`.contour` (the sliding jaw contour), :mod:`.estimator`
 (landmarks -> metric identity network, trained on :mod:`.synthetic` data), :mod:`.fitter`
 (analysis by synthesis), :mod:`.track` (video), :mod:`.outputs` / :mod:`.measure` (files and
 millimetre measurements), :mod:`.now` (NoW benchmark protocol), :mod:`.evaluate` (synthetic metric
@@ -27,6 +28,10 @@ _EXPORTS = {
     "Detection": "face3d.reconstruct.detect",
     "DlibDetector": "face3d.reconstruct.detect",
     "DlibConfig": "face3d.reconstruct.detect",
+    "DetectionReport": "face3d.reconstruct.detect",
+    "select_face": "face3d.reconstruct.detect",
+    "load_image": "face3d.reconstruct.images",
+    "SlidingContour": "face3d.reconstruct.contour",
     "FitConfig": "face3d.reconstruct.fitter",
     "FitResult": "face3d.reconstruct.fitter",
     "fit": "face3d.reconstruct.fitter",
