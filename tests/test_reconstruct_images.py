@@ -124,3 +124,17 @@ def test_cli_and_track_import_without_a_cycle():
     assert out == ["False", "True"]
     src = open(__import__("face3d.reconstruct.images", fromlist=["x"]).__file__).read()
     assert "reconstruct.cli" not in src and "reconstruct.track" not in src
+
+
+def test_detector_errors_name_cli_flags(tmp_path, capsys):
+    from face3d.cli import build_parser, run
+
+    pytest.importorskip("dlib")
+    Image.fromarray(np.full((32, 32, 3), 100, np.uint8)).save(tmp_path / "a.png")
+    parser = build_parser(modules=("face3d.reconstruct.cli",))
+    base = ["reconstruct", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--no-estimator", "--quiet"]
+    assert run(parser, base + ["--dlib-models", str(tmp_path / "nowhere")]) == 2
+    assert run(parser, base + ["--detector-stages", "hog,sift"]) == 2
+    err = capsys.readouterr().err
+    assert "shape_predictor_68_face_landmarks.dat" in err and "--detector-stages" in err
+    assert "DlibConfig" not in err

@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--detector-stages", default=",".join(STAGES_DEFAULT),
                    help="detection cascade stages in order, comma-separated, from "
                         f"{','.join(STAGES_DEFAULT)} (later ones run only when earlier ones find no face)")
+    p.add_argument("--dlib-models", default=None, metavar="DIR",
+                   help="folder with dlib's .dat model files (default: the face_recognition_models package's)")
     p.add_argument("--all-stages", action="store_true",
                    help="run every detection stage and merge their faces (slower; for photos with easy and hard faces)")
     p.add_argument("--fast", action="store_true", help="landmarks only (no photometric stages, no texture)")
@@ -110,6 +112,22 @@ def register(subparsers) -> None:
 
 
 # ----------------------------------------------------------------------------------- helpers
+# Library messages name config fields; a CLI user sets them through these flags.
+_CONFIG_TO_FLAG = {
+    "DlibConfig(models_dir=...)": "--dlib-models DIR",
+    "DlibConfig.stages": "--detector-stages",
+    "ReconstructConfig(estimator_path=FILE)": "--estimator FILE",
+    "use_estimator=False": "--no-estimator",
+}
+
+
+def _as_cli_message(e: BaseException) -> str:
+    msg = str(e)
+    for cfg, flag in _CONFIG_TO_FLAG.items():
+        msg = msg.replace(cfg, flag)
+    return msg
+
+
 def _example(name: str):
     if name == "astronaut":
         from skimage.data import astronaut
@@ -158,12 +176,20 @@ def run_reconstruct(args) -> int:
     try:
         estimator = resolve_estimator(model, cfg)
     except (MissingEstimatorError, FileNotFoundError, ValueError) as e:
-        msg = str(e).split(";")[0] if isinstance(e, MissingEstimatorError) else f"{type(e).__name__}: {e}"
-        print(f"face3d reconstruct: {msg}; train weights with `face3d train-estimator --model {args.model} --out FILE` "
-              "and pass --estimator FILE, or pass --no-estimator to start from the mean head", file=sys.stderr)
+        if isinstance(e, MissingEstimatorError):
+            msg = (f"{str(e).split(';')[0]}; train weights with `face3d train-estimator --model {args.model} --out FILE` "
+                   "and pass --estimator FILE, or pass --no-estimator to start from the mean head")
+        else:
+            msg = f"--estimator {args.estimator}: {type(e).__name__}: {_as_cli_message(e)}"
+        print(f"face3d reconstruct: {msg}", file=sys.stderr)
         return 2
     stages = tuple(s.strip() for s in args.detector_stages.split(",") if s.strip())
-    detector = DlibDetector(DlibConfig(min_score=args.min_score, stages=stages, exhaustive=args.all_stages))
+    try:
+        detector = DlibDetector(DlibConfig(min_score=args.min_score, stages=stages, exhaustive=args.all_stages,
+                                           models_dir=args.dlib_models))
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        print(f"face3d reconstruct: {_as_cli_message(e)}", file=sys.stderr)
+        return 2
     stems: dict[str, int] = {}
     failures, done = [], []
     for stem, src in _progress(jobs, args.quiet, "reconstruct"):
@@ -191,7 +217,7 @@ def run_reconstruct(args) -> int:
                              "score": rec.detection_score, "nme": rec.nme, "measurements_mm": rec.measurements,
                              "detection": rep})
         except Exception as e:  # batch tool: report per item and go on
-            msg = f"{type(e).__name__}: {e}"
+            msg = f"{type(e).__name__}: {_as_cli_message(e)}"
             failures.append({"input": str(src), "error": msg})
             print(f"face3d reconstruct: FAILED {src}: {msg}", file=sys.stderr)
     write_json(out / "report.json", {"succeeded": done, "failed": failures})
