@@ -1,6 +1,6 @@
 """Benchmarks of reconstruction on photos in the wild (not tests: numbers to read, targets beside them).
 
-    .venv/bin/python bench/bench_wild.py [--cache DIR] [--skip detect landmarks] [--heads 20]
+    .venv/bin/python bench/bench_wild.py [--cache DIR] [--skip detect landmarks fit] [--heads 20]
 
 1. ``detect``: the detection cascade (:class:`face3d.reconstruct.detect.DlibDetector`) on real
    photos that ship inside packages, fetched at bench time into ``--cache`` (default
@@ -13,6 +13,9 @@
    ``tiny`` (25 px) and ``archival`` (grayscale at half contrast). Reports, per image, what each
    stage found and what it cost; a face counts as found when a detection overlaps where it is
    (IoU >= 0.3). Target: every face >= 40 px eye-to-chin found.
+3. ``fit``: the landmark stage fitted to dlib's landmarks of every face found in the photos
+   (sliding vs fixed contour): NME of the fitted landmarks vs dlib's, by the fitted yaw. No ground
+   truth ships with the photos, so this measures agreement with the detector, not accuracy.
 2. ``landmarks``: :func:`face3d.reconstruct.evaluate.landmark_benchmark` on the default model's
    synthetic heads (frontal / turned 30-60 deg / small / tight crop), sliding vs fixed jaw
    contour. Targets: NME <= 6 % frontal, <= 9 % turned.
@@ -183,6 +186,50 @@ def bench_detect(cache: Path) -> dict:
                                          for k, v in stage_cost.items()}}
 
 
+def bench_fit(cache: Path) -> list[dict]:
+    import torch
+
+    from face3d.geometry.rotations import axis_angle_to_matrix
+    from face3d.models import load_model
+    from face3d.reconstruct.api import ReconstructConfig, resolve_estimator
+    from face3d.reconstruct.detect import DlibDetector
+    from face3d.reconstruct.fitter import FitConfig, fit
+
+    model = load_model("builtin")
+    try:
+        net, est = resolve_estimator(model, ReconstructConfig())
+    except FileNotFoundError:
+        net, est = None, "none (mean head)"
+    det = DlibDetector()
+    rows = []
+    for name, (img, n) in load_photos(cache).items():
+        dets = det.detect(img)
+        if not dets:
+            continue
+        L = torch.tensor(np.stack([d.landmarks68 for d in dets]), dtype=torch.float32)
+        id0 = None
+        if net is not None:
+            with torch.no_grad():
+                id0 = net.predict(L)
+        H, W = img.shape[:2]
+        iod = (L[:, 36] - L[:, 45]).norm(dim=-1)[:, None]
+        res = {}
+        for mode in ("sliding", "fixed"):
+            r = fit(model, L, identity_init=id0, cfg=FitConfig(photo_steps=(), shape_steps=(), contour=mode),
+                    width=W, height=H)
+            e = (r.landmarks2d - L).norm(dim=-1) / iod
+            res[mode] = (e.mean(-1), e[:, :17].mean(-1), r.rotation)
+        R = axis_angle_to_matrix(res["sliding"][2])
+        yaw = torch.rad2deg(torch.atan2(R[:, 0, 2], R[:, 2, 2]))
+        for i, d in enumerate(dets):
+            rows.append({"image": name, "face": i, "stage": d.stage, "yaw": float(yaw[i]), "estimator": est,
+                         **{f"{k}_{m}": float(v[j][i]) for m, v in res.items() for j, k in ((0, "nme"), (1, "jaw"))}})
+            w = rows[-1]
+            print(f"  {name:24s} face {i} ({d.stage}) yaw {w['yaw']:6.1f}: NME sliding {100 * w['nme_sliding']:.2f} % "
+                  f"fixed {100 * w['nme_fixed']:.2f} %, jaw {100 * w['jaw_sliding']:.2f} / {100 * w['jaw_fixed']:.2f} %")
+    return rows
+
+
 def bench_landmarks(n: int) -> dict:
     from face3d.models import load_model
     from face3d.reconstruct.evaluate import LandmarkBenchConfig, landmark_benchmark
@@ -193,7 +240,7 @@ def bench_landmarks(n: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/face3d/wild_photos"))
-    ap.add_argument("--skip", nargs="*", default=[], choices=["detect", "landmarks"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["detect", "landmarks", "fit"])
     ap.add_argument("--heads", type=int, default=20, help="synthetic heads per landmark subset")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -231,6 +278,17 @@ def main(argv=None) -> int:
         print("\n| stage | runs | mean s | max s |\n|---|---|---|---|")
         for k, v in r["stage_cost"].items():
             print(f"| {k} | {v['runs']} | {v['mean_s']:.2f} | {v['max_s']:.2f} |")
+    if "fit" not in args.skip:
+        print("[fit]")
+        rows = bench_fit(Path(args.cache))
+        print(f"\nestimator {rows[0]['estimator'] if rows else '-'}; NME / jaw NME of the fitted landmarks vs dlib's")
+        print("| fitted yaw | faces | NME sliding | NME fixed | jaw sliding | jaw fixed |\n|---|---|---|---|---|---|")
+        for lo, hi in ((0, 15), (15, 30), (30, 90)):
+            sel = [w for w in rows if lo <= abs(w["yaw"]) < hi]
+            if sel:
+                m = {k: 100 * float(np.mean([w[k] for w in sel])) for k in ("nme_sliding", "nme_fixed", "jaw_sliding", "jaw_fixed")}
+                print(f"| {lo}-{hi} deg | {len(sel)} | {m['nme_sliding']:.2f} % | {m['nme_fixed']:.2f} % | "
+                      f"{m['jaw_sliding']:.2f} % | {m['jaw_fixed']:.2f} % |")
     if "landmarks" not in args.skip:
         print("[landmarks]")
         r = bench_landmarks(args.heads)

@@ -40,10 +40,10 @@ def _errors(model, r, truth, iod):
 
 def test_sliding_contour_keeps_the_jaw_of_a_turned_head(head):
     """Heads turned 45 degrees, landmarks as a detector places them (jaw on the silhouette) + 1 %
-    noise, true identity given: the sliding contour fits the jaw within 1.5 % of the outer-eye
-    distance; tying it to fixed vertices leaves it more than twice as far off. Measured on the
-    ICT-FaceKit default head: 0.53 / 0.54 % sliding, 2.2 / 2.7 % fixed (on the earlier procedural
-    head: 0.7 / 0.7 % and 3.2 / 1.2 %)."""
+    noise, true identity given: the sliding contour fits the jaw within 1 % of the outer-eye
+    distance; tying it to fixed vertices leaves it about twice as far off. Measured on the
+    ICT-FaceKit default head: 0.58 / 0.40 % sliding, 1.16 / 0.98 % fixed (at 55 degrees:
+    0.32 / 0.48 % vs 1.56 / 1.20 %)."""
     model, ident = head
     truth, iod = _scene(model, ident, [45.0, -45.0], [5.0, -5.0])
     noisy = truth + torch.randn(truth.shape, generator=torch.Generator().manual_seed(1)) * 0.01 * iod[:, None, None]
@@ -52,14 +52,14 @@ def test_sliding_contour_keeps_the_jaw_of_a_turned_head(head):
         r = fit(model, noisy, identity_init=ident, cfg=replace(FAST, contour=mode),
                 width=S, height=S, focal_init=FOCAL)
         jaw[mode] = _errors(model, r, truth, iod)[:, :17].mean(-1)
-    assert float(jaw["sliding"].max()) < 0.015, jaw
-    assert float(jaw["fixed"].mean()) > 2.0 * float(jaw["sliding"].mean()), jaw
+    assert float(jaw["sliding"].max()) < 0.01, jaw
+    assert float(jaw["fixed"].mean()) > 1.8 * float(jaw["sliding"].mean()), jaw
 
 
 def test_robust_loss_ignores_one_bad_landmark(head):
     """One mouth corner misplaced by 0.8 outer-eye distances: with the Cauchy loss the other 67
     landmarks stay within 1 %; plain squared errors bend the face. Measured on the ICT-FaceKit
-    default head: 0.34 / 0.32 % robust, 2.1 / 2.3 % squared (procedural head: 0.4 % and 1.8 %)."""
+    default head: 0.27 / 0.47 % robust, 2.2 / 2.4 % squared."""
     model, ident = head
     truth, iod = _scene(model, ident, [10.0, -10.0], [0.0, 0.0])
     bad = truth.clone()

@@ -39,6 +39,8 @@ class SlidingContour:
             height (landmark 8 to the eyes' centre).
         inner: a candidate must be at least this fraction of the landmark's own distance from the
             nose's centre along the line (keeps the nose and mouth out of the bands).
+        outer: ... and at most (1 + ``outer``) times it, so that a frontal face's contour is the
+            model's own contour landmarks.
         tau: soft-maximum temperature, fraction of the outer-eye distance in the image.
         name: the landmark set (default ``ibug68``).
 
@@ -48,8 +50,8 @@ class SlidingContour:
         outward: (16, 3) head-frame unit vectors (z = 0): each band's outward direction.
     """
 
-    def __init__(self, model: MorphableModel, band: float = 0.05, inner: float = 0.5, tau: float = 0.01,
-                 name: str = "ibug68") -> None:
+    def __init__(self, model: MorphableModel, band: float = 0.05, inner: float = 0.5, outer: float = 0.02,
+                 tau: float = 0.01, name: str = "ibug68") -> None:
         t = model.template
         lm = model.landmark_positions(t[None], name)[0]  # (68, 3) rest pose
         if lm.shape[0] != 68:
@@ -65,7 +67,11 @@ class SlidingContour:
             rel = t[:, :2] - lm[j, :2]
             across = (rel[:, 0] * n[1] - rel[:, 1] * n[0]).abs()  # distance from the outward line
             along = (t[:, :2] - centre) @ n
-            ok = pool & (across <= band * height) & (along >= inner * float(r.norm()))
+            # Not beyond the landmark's own vertex (plus ``outer``): facing the camera, the band's
+            # outermost point is then the model's annotated contour point, not the edge of the
+            # face region (which reaches past the visible cheek towards the ears).
+            ok = (pool & (across <= band * height) & (along >= inner * float(r.norm()))
+                  & (along <= (1 + outer) * float(r.norm())))
             rows.append(ok.nonzero()[:, 0])
             dirs.append(torch.cat([n, torch.zeros(1)]))
         K = max(1, max(r.numel() for r in rows))

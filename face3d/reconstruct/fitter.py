@@ -2,7 +2,8 @@
 
 Stages (coarse to fine):
 
-1. **Landmarks** (on the cheap :func:`landmark_submodel`): head rotation/translation, expression,
+1. **Landmarks** (on the cheap :func:`landmark_submodel`, plus the sliding contour's candidate
+   vertices, :mod:`face3d.reconstruct.contour`): head rotation/translation, expression,
    jaw, focal length and (near the estimator's prediction) identity, against the detected 68
    landmarks.
 2. **Photometric shape** (``shape_steps``/``shape_sizes``, e.g. 100 steps on a 128 px crop):
@@ -44,6 +45,7 @@ from face3d.reconstruct.synthetic import landmark_submodel, restrict_model
 # so the model's fixed-vertex contour disagrees with it under yaw; trust it less.
 _LM_WEIGHTS = torch.ones(68)
 _LM_WEIGHTS[0:17] = 0.3
+_CONTOUR_GAIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -195,11 +197,11 @@ def fit(model: MorphableModel, landmarks: Tensor, images: Tensor | None = None,
     lm_w = _LM_WEIGHTS[None] * vis.float()
     if cfg.contour == "sliding":
         # A silhouette-following contour can be trusted more than fixed vertices: on the synthetic
-        # landmark benchmark (30-60 deg yaw) weight 0.6 instead of 0.3 lowered the jaw error from
+        # landmark benchmark (30-60 deg yaw, the procedural head of the time) weight 0.6 instead of 0.3 lowered the jaw error from
         # 8.6 to 7.6 % of the outer-eye distance, frontal unchanged (1.0: 6.8 %, but dlib's jaw
         # points on photos are noisier than the inner ones).
         lm_w = lm_w.clone()
-        lm_w[:, 0:17] *= 2.0
+        lm_w[:, 0:17] *= _CONTOUR_GAIN
 
     nI = 1 if cfg.share_identity else B
     if identity_init is None:
