@@ -30,13 +30,16 @@ class TrackConfig:
     """Tracking settings: ``batch`` frames per fit, ``temporal`` smoothness weight,
     ``photometric`` (add the fitter's photometric stages: shape on the first batch, which fits the
     shared identity, and appearance), ``estimator_path`` (default: committed
-    weights for the built-in model), ``fit``: base :class:`FitConfig`."""
+    weights for the built-in model), ``fit``: base :class:`FitConfig`, ``detector_stages``: the
+    default detector's cascade (:data:`face3d.reconstruct.detect.STAGES`; without the CNN by
+    default: it costs seconds per frame, and frames without a face are interpolated anyway)."""
 
     batch: int = 16
     temporal: float = 0.02
     photometric: bool = False
     estimator_path: str | None = None
     fit: FitConfig = FitConfig(rigid_iters=40, landmark_steps=80, photo_steps=(20,), photo_sizes=(96,))
+    detector_stages: tuple[str, ...] = ("hog", "hog_upsampled", "hog_padded")
 
 
 @dataclass
@@ -129,9 +132,9 @@ def track(model, frames: list[np.ndarray], cfg: TrackConfig = TrackConfig(), det
     if any(f.shape[:2] != (H, W) for f in frames):
         raise ValueError(f"track: expected frames of one size, got sizes {sorted({f.shape[:2] for f in frames})}")
     if landmarks is None:
-        from face3d.reconstruct.detect import DlibDetector, largest
+        from face3d.reconstruct.detect import DlibConfig, DlibDetector, largest
 
-        det = detector or DlibDetector()
+        det = detector or DlibDetector(DlibConfig(stages=cfg.detector_stages))
         lms = np.full((T, 68, 2), np.nan)
         for i, f in enumerate(frames):  # the detector works per image
             d = det.detect(f)
