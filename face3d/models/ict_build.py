@@ -157,11 +157,19 @@ def paint_albedo(model: MorphableModel) -> np.ndarray:
             col[model.region(region).numpy()] = rgb
 
     paint("mouth_interior", (0.42, 0.16, 0.16))
+    lip_rgb = np.array([0.72, 0.40, 0.40])
     if "mouth_interior" in model.regions:
         mi = model.region("mouth_interior").numpy()
         depth = np.clip((lm[62, 2] - v[mi, 2]) / 45.0, 0, 1)[:, None]
         col[mi] = np.array([0.55, 0.24, 0.24]) * (1 - depth) + np.array([0.18, 0.06, 0.06]) * depth
-    paint("eye_sockets", (0.80, 0.52, 0.50))
+        # where the socket meets the lips it shows through the lip corners at grazing views:
+        # within 5 mm of the lips' surface it takes their colour, so that shows as lip, not a dark dot
+        from scipy.spatial import cKDTree
+
+        near, _ = cKDTree(v[model.region("lips").numpy()]).query(v[mi])
+        rim = np.clip(1 - near / 5.0, 0, 1)[:, None]
+        col[mi] = col[mi] * (1 - rim) + lip_rgb * rim
+    paint("eye_sockets", (0.80, 0.52, 0.50))  # caruncle and lid rims
     if "ict_gums_and_tongue" in model.regions:
         paint("ict_gums_and_tongue", (0.78, 0.42, 0.42))
     paint("teeth", (0.93, 0.90, 0.82))

@@ -52,7 +52,7 @@ def make_figure(model_spec: str = "builtin", weights: str | None = None, n_frame
     from face3d.stabilize.align import apply_transform, invert_transform
     from face3d.stabilize.api import load_stabilizer
     from face3d.stabilize.synth import SynthConfig, sample_performances, skull_points
-    from face3d.viz import PreviewConfig, grid, render_preview
+    from face3d.viz import PreviewConfig, grid, head_framing, render_preview
 
     model = load_model(model_spec)
     perf = sample_performances(model, 1, n_frames, SynthConfig(), seed)
@@ -69,11 +69,9 @@ def make_figure(model_spec: str = "builtin", weights: str | None = None, n_frame
             T_learned = T
     stab = apply_transform(invert_transform(T_learned), clean)
     idx = np.linspace(0, n_frames - 1, shown).round().astype(int)
-    colors = torch.tensor((0.80, 0.66, 0.58)).repeat(model.n_vertices, 1)
+    colors = torch.tensor((0.80, 0.66, 0.58)).repeat(model.n_vertices, 1) if model.albedo is None else model.albedo.clone()
     colors[sk] = torch.tensor((0.45, 0.6, 0.85))
-    v0 = clean[0]
-    lo, hi = v0.min(0).values, v0.max(0).values
-    center, radius = (lo + hi) / 2, float((hi - lo).norm() / 2) * 0.85
+    center, radius = head_framing(model, clean[0], fill=0.6)  # room for the head's motion
     cfg = PreviewConfig(size=size)
     imgs, labels = [], []
     for row, verts in (("input", clean), ("stabilized", stab)):

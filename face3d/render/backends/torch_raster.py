@@ -106,9 +106,6 @@ def _triangle_setup(pos: Tensor, tri: Tensor, H: int, W: int):
     n0, n1, n2 = _edge_terms(x0, y0, w0, x1, y1, w1, x2, y2, w2)
     det = x0 * n0[0] + y0 * n0[1] + w0 * n0[2]
     sgn = torch.sign(det)
-    # z/w = sum_i c_i z_i / det, affine in the pixel's NDC coordinates.
-    inv = 1.0 / torch.where(det == 0, torch.ones_like(det), det)
-    dz = [(z0 * n0[k] + z1 * n1[k] + z2 * n2[k]) * inv for k in range(3)]
     e = [c * sgn for n in (n0, n1, n2) for c in n]  # inward-oriented: inside iff e . p >= 0
     # ``val > thr`` with thr = -tiny for included edges is ``val >= 0``: a value in (-tiny, 0)
     # would need an edge function below 1e-38, far beneath float resolution here.
@@ -118,7 +115,12 @@ def _triangle_setup(pos: Tensor, tri: Tensor, H: int, W: int):
         ex, ey = e[3 * i], e[3 * i + 1]
         incl = (ex > 0) | ((ex == 0) & (ey > 0))
         thr.append(incl.to(pos.dtype) * -tiny)
-    coef = e + dz + thr  # 15 rows of (B*F,): kept separate, gathered row by row below
+    # Depth is not taken from the plane equation z/w = (sum_i z_i n_i) . p / det: for the sub-pixel
+    # triangles of a dense mesh its coefficients cancel catastrophically in float32 (errors of
+    # 2e-4 in z/w, several mm at 1 m, let a mouth socket win over the lips in one pixel in fifty).
+    # The corners' z and w are kept instead: z/w = sum e_i z_i / sum e_i w_i at the pixel, with
+    # e_i >= 0 inside, is a weighted mean of the corners' depths, accurate to float rounding.
+    coef = e + [z0, z1, z2, w0, w1, w2] + thr  # 18 rows of (B*F,): kept separate, gathered row by row below
 
     front = (w0 > 0) & (w1 > 0) & (w2 > 0)
     # Triangles entirely behind the camera are dropped here; those off-screen in x or y get an
@@ -224,9 +226,9 @@ def visibility(pos: Tensor, tri: Tensor, H: int, W: int, chunk: int = CHUNK_CAND
             # Small (1, s, T) and (s, 1, T) terms first, so each edge costs one full-size add,
             # compare and and; the evaluation order is the same for every triangle, which keeps
             # shared-edge values exact negations of each other.
-            inside = (c[0] * xn + c[2]) + c[1] * yn > c[12]
-            inside &= (c[3] * xn + c[5]) + c[4] * yn > c[13]
-            inside &= (c[6] * xn + c[8]) + c[7] * yn > c[14]
+            inside = (c[0] * xn + c[2]) + c[1] * yn > c[15]
+            inside &= (c[3] * xn + c[5]) + c[4] * yn > c[16]
+            inside &= (c[6] * xn + c[8]) + c[7] * yn > c[17]
             sel = inside.view(-1).nonzero().squeeze(1)
             if sel.numel() == 0:
                 continue
@@ -237,9 +239,13 @@ def visibility(pos: Tensor, tri: Tensor, H: int, W: int, chunk: int = CHUNK_CAND
             ti = r - ix * nT
             pxs = x_c.index_select(0, ti) + ix
             pys = y_c.index_select(0, ti) + iy
-            # Near/far clipping per pixel, on covered candidates only.
-            z = (c[9].index_select(0, ti) * pixel_ndc(pxs, W, pos.dtype)
-                 + c[10].index_select(0, ti) * pixel_ndc(pys, H, pos.dtype) + c[11].index_select(0, ti))
+            # Depth and near/far clipping per pixel, on covered candidates only.
+            xs, ys = pixel_ndc(pxs, W, pos.dtype), pixel_ndc(pys, H, pos.dtype)
+            ev = [(c[3 * i].index_select(0, ti) * xs + c[3 * i + 2].index_select(0, ti))
+                  + c[3 * i + 1].index_select(0, ti) * ys for i in range(3)]
+            num = ev[0] * c[9].index_select(0, ti) + ev[1] * c[10].index_select(0, ti) + ev[2] * c[11].index_select(0, ti)
+            den = ev[0] * c[12].index_select(0, ti) + ev[1] * c[13].index_select(0, ti) + ev[2] * c[14].index_select(0, ti)
+            z = num / den
             t = t_c.index_select(0, ti)
             ok = (z >= -1) & (z <= 1)
             if not bool(ok.all()):
