@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the fit is many small ops, which extra threads slow down)")
+    add_ray_flags(p, "images")
     p.set_defaults(func=run_reconstruct)
 
     p = subparsers.add_parser(
@@ -136,26 +137,173 @@ def _example(name: str):
     raise ValueError(f"--example: expected one of {EXAMPLES}, got {name!r}")
 
 
-def _progress(items, quiet: bool, desc: str):
-    if quiet:
-        return items
+def _progress_bar(total: int, initial: int, desc: str):
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="img", file=sys.stderr)
+    return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr)
+
+
+def _ray_available(command: str) -> bool:
+    """True if Ray imports; else says how to install it (before any work starts)."""
+    from face3d.scale import import_ray
+
+    try:
+        import_ray()
+    except ImportError as e:
+        print(f"face3d {command}: {e}", file=sys.stderr)
+        return False
+    return True
+
+
+def add_ray_flags(p, what: str) -> None:
+    """``--ray [ADDRESS]`` and ``--workers N`` (see :mod:`face3d.scale`)."""
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help=f"process the {what} on Ray workers (pip install .[scale]): without ADDRESS a local Ray "
+                        "with one worker per CPU, with one (auto, HOST:6379, ray://HOST:10001) join that cluster; "
+                        "outputs go to --out, which on a multi-machine cluster must be shared storage")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray workers (default: the cluster's CPUs); each uses --threads torch threads")
 
 
 # ----------------------------------------------------------------------------------- commands
-def run_reconstruct(args) -> int:
+# `face3d reconstruct` is one per-image function (`_reconstruct_item`) over a context built once
+# (`_reconstruct_setup`: model, estimator, detector). The single-process loop and the Ray workers
+# (face3d.scale.ray_map, `--ray`) call exactly these two, and the driver merges the per-image
+# results in input order, so report.json does not depend on where an image was processed.
+#
+# Resume: after an image's files are written, `done/<name>.json` records the run settings and the
+# input file's size and mtime together with the image's report entries. A rerun skips images whose
+# record matches and redoes the others (an interrupted image has no record: the record is written
+# last and every write is atomic). Failed images get no record, so a rerun retries them.
+RECORD_DIR = "done"
+
+
+def _reconstruct_settings(args) -> dict:
+    """The flags that the per-image work needs, as a plain dict (sent to Ray workers)."""
+    return {
+        "out": str(args.out), "model": args.model, "estimator": args.estimator, "no_estimator": args.no_estimator,
+        "all_faces": args.all_faces, "face": args.face, "min_score": args.min_score,
+        "stages": tuple(s.strip() for s in args.detector_stages.split(",") if s.strip()),
+        "all_stages": args.all_stages, "dlib_models": args.dlib_models, "fast": args.fast,
+        "keep_shape": args.keep_shape, "threads": max(1, args.threads),
+    }
+
+
+class _SetupError(Exception):
+    """A settings problem found before any image is processed (exit code 2)."""
+
+
+def _reconstruct_setup(s: dict) -> dict:
+    """Load what every image needs once: model, estimator, detector. Raises :class:`_SetupError`."""
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(s["threads"])
     from face3d.models import load_model
-    from face3d.reconstruct.api import (
-        MissingEstimatorError, ReconstructConfig, fit_detections, resolve_estimator, write_reconstruction,
-    )
-    from face3d.reconstruct.detect import DlibConfig, DlibDetector, select_face
+    from face3d.reconstruct.api import MissingEstimatorError, ReconstructConfig, resolve_estimator
+    from face3d.reconstruct.detect import DlibConfig, DlibDetector
     from face3d.reconstruct.fitter import FitConfig
-    from face3d.reconstruct.images import collect_images, load_image
+
+    model = load_model(s["model"])
+    if s["fast"]:
+        fit_cfg = FitConfig(photo_steps=(), shape_steps=())
+    else:
+        fit_cfg = FitConfig(shape_steps=()) if s["keep_shape"] else FitConfig()
+    cfg = ReconstructConfig(fit=fit_cfg, use_estimator=not s["no_estimator"], all_faces=s["all_faces"],
+                            estimator_path=s["estimator"], face=s["face"])
+    # Once, before the batch: a model without estimator weights fails here, not once per image.
+    try:
+        estimator = resolve_estimator(model, cfg)
+    except (MissingEstimatorError, FileNotFoundError, ValueError) as e:
+        if isinstance(e, MissingEstimatorError):
+            msg = (f"{str(e).split(';')[0]}; train weights with `face3d train-estimator --model {s['model']} --out FILE` "
+                   "and pass --estimator FILE, or pass --no-estimator to start from the mean head")
+        else:
+            msg = f"--estimator {s['estimator']}: {type(e).__name__}: {_as_cli_message(e)}"
+        raise _SetupError(msg) from e
+    try:
+        detector = DlibDetector(DlibConfig(min_score=s["min_score"], stages=s["stages"], exhaustive=s["all_stages"],
+                                           models_dir=s["dlib_models"]))
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        raise _SetupError(_as_cli_message(e)) from e
+    run = {"model": s["model"], "model_name": model.name, "n_vertices": model.n_vertices, "estimator": estimator[1],
+           **{k: s[k] for k in ("no_estimator", "all_faces", "face", "min_score", "stages", "all_stages", "fast",
+                                "keep_shape")}}
+    return {"s": s, "model": model, "cfg": cfg, "estimator": estimator, "detector": detector,
+            "run_key": _run_key(run)}
+
+
+def _run_key(run: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _input_id(src) -> dict:
+    if isinstance(src, str):
+        return {"example": src}
+    st = Path(src).stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _record_path(out: Path, name: str) -> Path:
+    return out / RECORD_DIR / f"{name}.json"
+
+
+def _load_record(out: Path, name: str, src, run_key: str) -> list | None:
+    """The report entries of an image done by an earlier run with the same settings, or None."""
+    import json
+
+    try:
+        rec = json.loads(_record_path(out, name).read_text())
+        if rec.get("run") == run_key and rec.get("input") == _input_id(src):
+            return rec["succeeded"]
+    except (OSError, ValueError, KeyError):
+        pass  # missing or damaged record: redo the image
+    return None
+
+
+def _reconstruct_item(ctx: dict, job: tuple) -> dict:
+    """Reconstruct one image ``job = (name, src)`` and write its files and record.
+
+    Returns ``{"succeeded": [entry, ...]}`` or ``{"failed": {"input", "error"}}`` (JSON-ready).
+    """
+    from face3d.reconstruct.api import fit_detections, write_reconstruction
+    from face3d.reconstruct.detect import select_face
+    from face3d.reconstruct.images import load_image
+    from face3d.reconstruct.outputs import _jsonable, write_json
+
+    name, src = job
+    s = ctx["s"]
+    out = Path(s["out"])
+    try:
+        img = _example(src) if isinstance(src, str) else load_image(src)
+        report = ctx["detector"].detect_report(img)
+        dets = report.detections
+        if not dets:
+            tried = ", ".join(f"{r.stage} {r.seconds:.1f} s" for r in report.stages)
+            raise LookupError(f"no face found ({img.shape[1]}x{img.shape[0]} px; stages tried: {tried}; "
+                              f"HOG min score {s['min_score']})")
+        picked = list(enumerate(dets)) if s["all_faces"] else [select_face(dets, s["face"])]
+        recs = fit_detections(ctx["model"], img, [d for _, d in picked], ctx["cfg"], estimator=ctx["estimator"])
+        rep = report.as_dict()
+        done = []
+        for (idx, _), rec in zip(picked, recs):
+            fname = name if len(recs) == 1 else f"{name}_face{idx}"
+            write_reconstruction(rec, ctx["model"], img, out, fname, detections=dets, detection_report=rep)
+            done.append({"input": str(src), "output": fname, "face": idx, "stage": rec.detection_stage,
+                         "score": rec.detection_score, "nme": rec.nme, "measurements_mm": rec.measurements,
+                         "detection": rep})
+        done = _jsonable(done)
+        # Last, after every file of the image: marks it done for a rerun.
+        write_json(_record_path(out, name), {"run": ctx["run_key"], "input": _input_id(src), "succeeded": done})
+        return {"succeeded": done}
+    except Exception as e:  # batch tool: report per item and go on
+        return {"failed": {"input": str(src), "error": f"{type(e).__name__}: {_as_cli_message(e)}"}}
+
+
+def run_reconstruct(args) -> int:
+    from face3d.reconstruct.images import collect_images
     from face3d.reconstruct.outputs import write_json
 
     jobs: list[tuple[str, object]] = [(f"example_{e}", e) for e in args.example]
@@ -165,63 +313,56 @@ def run_reconstruct(args) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_model(args.model)
-    if args.fast:
-        fit_cfg = FitConfig(photo_steps=(), shape_steps=())
-    else:
-        fit_cfg = FitConfig(shape_steps=()) if args.keep_shape else FitConfig()
-    cfg = ReconstructConfig(fit=fit_cfg, use_estimator=not args.no_estimator, all_faces=args.all_faces,
-                            estimator_path=args.estimator, face=args.face)
-    # Once, before the batch: a model without estimator weights fails here, not once per image.
-    try:
-        estimator = resolve_estimator(model, cfg)
-    except (MissingEstimatorError, FileNotFoundError, ValueError) as e:
-        if isinstance(e, MissingEstimatorError):
-            msg = (f"{str(e).split(';')[0]}; train weights with `face3d train-estimator --model {args.model} --out FILE` "
-                   "and pass --estimator FILE, or pass --no-estimator to start from the mean head")
-        else:
-            msg = f"--estimator {args.estimator}: {type(e).__name__}: {_as_cli_message(e)}"
-        print(f"face3d reconstruct: {msg}", file=sys.stderr)
+    if args.ray is not None and not _ray_available("reconstruct"):
         return 2
-    stages = tuple(s.strip() for s in args.detector_stages.split(",") if s.strip())
-    try:
-        detector = DlibDetector(DlibConfig(min_score=args.min_score, stages=stages, exhaustive=args.all_stages,
-                                           models_dir=args.dlib_models))
-    except (ImportError, FileNotFoundError, ValueError) as e:
-        print(f"face3d reconstruct: {_as_cli_message(e)}", file=sys.stderr)
+    settings = _reconstruct_settings(args)
+    try:  # in the driver too, with --ray: bad settings fail here, before any worker starts
+        ctx = _reconstruct_setup(settings)
+    except _SetupError as e:
+        print(f"face3d reconstruct: {e}", file=sys.stderr)
         return 2
     stems: dict[str, int] = {}
-    failures, done = [], []
-    for stem, src in _progress(jobs, args.quiet, "reconstruct"):
+    named = []
+    for stem, src in jobs:
         n = stems.get(stem, 0)
         stems[stem] = n + 1
-        name = stem if n == 0 else f"{stem}_{n}"
-        try:
-            img = _example(src) if isinstance(src, str) else load_image(src)
-            report = detector.detect_report(img)
-            dets = report.detections
-            if not dets:
-                tried = ", ".join(f"{r.stage} {r.seconds:.1f} s" for r in report.stages)
-                raise LookupError(f"no face found ({img.shape[1]}x{img.shape[0]} px; stages tried: {tried}; "
-                                  f"HOG min score {args.min_score})")
-            if args.all_faces:
-                picked = list(enumerate(dets))
-            else:
-                picked = [select_face(dets, args.face)]
-            recs = fit_detections(model, img, [d for _, d in picked], cfg, estimator=estimator)
-            rep = report.as_dict()
-            for (idx, _), rec in zip(picked, recs):
-                fname = name if len(recs) == 1 else f"{name}_face{idx}"
-                write_reconstruction(rec, model, img, out, fname, detections=dets, detection_report=rep)
-                done.append({"input": str(src), "output": fname, "face": idx, "stage": rec.detection_stage,
-                             "score": rec.detection_score, "nme": rec.nme, "measurements_mm": rec.measurements,
-                             "detection": rep})
-        except Exception as e:  # batch tool: report per item and go on
-            msg = f"{type(e).__name__}: {_as_cli_message(e)}"
-            failures.append({"input": str(src), "error": msg})
-            print(f"face3d reconstruct: FAILED {src}: {msg}", file=sys.stderr)
+        named.append((stem if n == 0 else f"{stem}_{n}", src))
+    results: list[dict | None] = [None] * len(named)
+    todo = []
+    for i, (name, src) in enumerate(named):
+        entries = _load_record(out, name, src, ctx["run_key"])
+        if entries is None:
+            todo.append(i)
+        else:
+            results[i] = {"succeeded": entries}
+
+    def report_failure(r: dict) -> None:
+        if "failed" in r:
+            print(f"face3d reconstruct: FAILED {r['failed']['input']}: {r['failed']['error']}", file=sys.stderr)
+
+    if args.ray is None:
+        bar = None if args.quiet else _progress_bar(len(named), len(named) - len(todo), "reconstruct")
+        for i in todo:
+            results[i] = _reconstruct_item(ctx, named[i])
+            report_failure(results[i])
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+    else:
+        from face3d.scale import ray_map
+
+        del ctx  # the workers build their own
+        for k, r in ray_map(_reconstruct_item, [named[i] for i in todo], _reconstruct_setup, (settings,),
+                            address=args.ray, workers=args.workers, progress=not args.quiet,
+                            desc="reconstruct (ray)", unit="img"):
+            results[todo[k]] = r
+            report_failure(r)
+    done = [e for r in results for e in r.get("succeeded", [])]
+    failures = [r["failed"] for r in results if "failed" in r]
     write_json(out / "report.json", {"succeeded": done, "failed": failures})
     print(f"face3d reconstruct: {len(done)} face(s) written to {out}, {len(failures)} input(s) failed"
+          + (f", {len(named) - len(todo)} done earlier" if len(todo) < len(named) else "")
           + (f" (see {out / 'report.json'})" if failures else ""))
     return 1 if failures else 0
 

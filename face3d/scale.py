@@ -1,0 +1,110 @@
+"""Running a batch command's per-item function on a Ray cluster (``--ray [ADDRESS]``).
+
+One code path: a batch command has a ``setup(*args) -> context`` function (load the model, the
+weights, the detector) and a per-item function ``fn(context, item) -> result``. The
+single-process loop calls ``setup`` once and ``fn`` per item; :func:`ray_map` starts one Ray actor
+per worker, each calling ``setup`` once (so models and weights load once per worker, not once per
+item), and sends the items to the actors. Results come back to the driver, which merges them in
+item order, so a report written from them is the same as the single-process one.
+
+Ray is optional (``pip install .[scale]``) and imported only inside :func:`ray_map`.
+Outputs that ``fn`` writes go to the paths it is given: on a multi-machine cluster those must be
+on storage every node sees (NFS, a mounted bucket).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Iterator, Sequence
+
+__all__ = ["ray_map", "import_ray", "RAY_LOCAL"]
+
+# argparse sentinel: ``--ray`` given without an address means "start a local Ray".
+RAY_LOCAL = "local"
+
+
+def import_ray():
+    """``import ray``, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("--ray needs Ray: pip install 'face3d-toolkit[scale]' (or pip install 'ray==2.60.0')") from e
+    return ray
+
+
+class _Worker:
+    """A Ray actor holding one worker's context (built once by ``setup``)."""
+
+    def __init__(self, setup: Callable[..., Any], setup_args: tuple) -> None:
+        self.context = setup(*setup_args)
+
+    def call(self, fn: Callable[[Any, Any], Any], item: Any) -> Any:
+        return fn(self.context, item)
+
+
+def ray_map(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable[..., Any], setup_args: tuple = (),
+            address: str | None = None, workers: int | None = None, progress: bool = True,
+            desc: str = "", unit: str = "item") -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, fn(setup(*setup_args), items[index]))`` for every item, in completion order.
+
+    Args:
+        fn, setup: module-level functions (Ray pickles them by reference).
+        items: the work; each is sent to one worker.
+        address: a Ray cluster to join (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``); None or
+            :data:`RAY_LOCAL` starts a local Ray (one CPU per worker) unless one is already running in
+            this process (then it is reused and left running).
+        workers: number of actors (default: the cluster's CPUs, at most ``len(items)``); each reserves
+            one CPU, so set torch threads to 1 in ``setup``.
+        progress: a tqdm bar on stderr over the whole job.
+
+    An exception raised by ``fn`` propagates (batch commands catch per item inside ``fn``); the
+    actors are killed and a Ray started here is shut down on the way out, Ctrl-C included.
+    """
+    items = list(items)
+    if not items:
+        return
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        if address in (None, RAY_LOCAL):
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        started = True
+    bar = None
+    actors = []
+    try:
+        n = workers or int(ray.cluster_resources().get("CPU", 1))
+        n = max(1, min(n, len(items)))
+        actor_cls = ray.remote(num_cpus=1)(_Worker)
+        actors = [actor_cls.remote(setup, setup_args) for _ in range(n)]
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), desc=desc, unit=unit, file=sys.stderr)
+        todo = iter(range(len(items)))
+        running = {}  # ObjectRef -> (item index, actor)
+
+        def submit(actor) -> None:
+            i = next(todo, None)
+            if i is not None:
+                running[actor.call.remote(fn, items[i])] = (i, actor)
+
+        # Two items in flight per actor, so a worker never waits for the driver between items.
+        for actor in actors:
+            submit(actor)
+            submit(actor)
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            i, actor = running.pop(ready[0])
+            result = ray.get(ready[0])
+            submit(actor)
+            if bar is not None:
+                bar.update(1)
+            yield i, result
+    finally:
+        if bar is not None:
+            bar.close()
+        for a in actors:
+            ray.kill(a)
+        if started:
+            ray.shutdown()

@@ -1,0 +1,172 @@
+"""`--ray` batch runs against the single-process run, and Ray staying optional.
+
+One local Ray (2 CPUs, no dashboard, loopback only) serves every test in this module; the commands
+find it running and reuse it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Wall-clock timings are the only non-deterministic fields of the reconstruct outputs.
+TIMING_KEYS = {"seconds", "timings_s"}
+
+
+def _strip_timings(x):
+    if isinstance(x, dict):
+        return {k: _strip_timings(v) for k, v in x.items() if k not in TIMING_KEYS}
+    if isinstance(x, list):
+        return [_strip_timings(v) for v in x]
+    return x
+
+
+def _snapshot(out: Path) -> dict:
+    """{relative path: bytes, or JSON without timings for the files that hold timings}."""
+    snap = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            rel = str(p.relative_to(out))
+            snap[rel] = _strip_timings(json.loads(p.read_text())) if p.suffix == ".json" else p.read_bytes()
+    return snap
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    # Workers must import this checkout's face3d (not another install) and use one thread each.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photo_batch(tmp_path_factory):
+    """Two astronaut variants (a flip, a crop) and one broken file, plus the toy model."""
+    pytest.importorskip("dlib")
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    from face3d.models.toy import toy_model
+
+    d = tmp_path_factory.mktemp("photos")
+    src = d / "in"
+    src.mkdir()
+    a = skimage_data.astronaut()
+    Image.fromarray(a).save(src / "a.png")
+    Image.fromarray(a[20:, ::-1].copy()).save(src / "b.png")
+    (src / "c_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    toy_model().save_npz(d / "toy.npz")
+    return src, d / "toy.npz"
+
+
+def _reconstruct(src, model, out, *extra):
+    from face3d.cli import build_parser, run
+
+    parser = build_parser(modules=("face3d.reconstruct.cli",))
+    return run(parser, ["reconstruct", str(src), "--out", str(out), "--model", f"npz:{model}", "--no-estimator",
+                        "--fast", "--quiet", "--threads", "1", *extra])
+
+
+def test_reconstruct_ray_matches_single_process_with_failure_and_resume(tmp_path, photo_batch, ray_local):
+    src, model = photo_batch
+    single, ray_out = tmp_path / "single", tmp_path / "ray"
+    assert _reconstruct(src, model, single) == 1  # one broken input
+    assert _reconstruct(src, model, ray_out, "--ray") == 1
+    ref = _snapshot(single)
+    assert set(ref) == set(_snapshot(ray_out))
+    assert {"a.obj", "b.obj", "a_overlay.png", "b_params.npz", "report.json", "done/a.json"} <= set(ref)
+    assert "done/c_broken.json" not in ref  # failures are not recorded as done: a rerun retries them
+    assert _snapshot(ray_out) == ref
+    report = json.loads((ray_out / "report.json").read_text())
+    assert [r["output"] for r in report["succeeded"]] == ["a", "b"]  # input order, whichever worker finished first
+    assert [Path(r["input"]).name for r in report["failed"]] == ["c_broken.jpg"]
+    assert "could not read" in report["failed"][0]["error"]
+    # The flipped crop is a different fit, so identical files mean each image really went through.
+    assert ref["a.obj"] != ref["b.obj"]
+
+    # An interrupted run: image b was mid-write (its record, written last, is missing; its mesh is
+    # a stale partial file). Resuming with Ray redoes b (and retries the broken one) and skips a.
+    (ray_out / "done" / "b.json").unlink()
+    (ray_out / "b.obj").write_bytes(b"partial")
+    (ray_out / "report.json").unlink()
+    a_mtime = (ray_out / "a.obj").stat().st_mtime_ns
+    assert _reconstruct(src, model, ray_out, "--ray") == 1
+    assert (ray_out / "a.obj").stat().st_mtime_ns == a_mtime  # skipped, not recomputed
+    assert _snapshot(ray_out) == ref
+    # report.json of the resumed run is byte-identical to the one it replaced (timings come from the record).
+    before = (ray_out / "report.json").read_bytes()
+    assert _reconstruct(src, model, ray_out) == 1
+    assert (ray_out / "report.json").read_bytes() == before
+    assert (ray_out / "a.obj").stat().st_mtime_ns == a_mtime
+
+
+def test_resume_redoes_when_the_settings_or_input_change(tmp_path, photo_batch):
+    from face3d.reconstruct.cli import _load_record
+
+    src, model = photo_batch
+    out = tmp_path / "out"
+    _reconstruct(src, model, out)
+    rec = json.loads((out / "done" / "a.json").read_text())
+    assert _load_record(out, "a", src / "a.png", rec["run"]) is not None
+    assert _load_record(out, "a", src / "a.png", "another-run") is None
+    assert _load_record(out, "a", src / "b.png", rec["run"]) is None  # another file (size / mtime)
+
+
+def test_ray_map_order_and_worker_setup_once(ray_local):
+    from face3d.scale import ray_map
+
+    got = dict(ray_map(_add_pid, list(range(7)), _setup_pid, (10,), progress=False))
+    assert sorted(got) == list(range(7))
+    assert [got[i][0] for i in range(7)] == [10 + i for i in range(7)]
+    # 2 workers, each built its context once: at most 2 distinct setup ids for 7 items.
+    assert 1 <= len({g[1] for g in got.values()}) <= 2
+
+
+def _setup_pid(offset):
+    import uuid
+
+    return offset, uuid.uuid4().hex
+
+
+def _add_pid(ctx, item):
+    return ctx[0] + item, ctx[1]
+
+
+_BLOCK_RAY = """
+import sys
+class _NoRay:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("ray blocked for this test")
+sys.meta_path.insert(0, _NoRay())
+"""
+
+
+def test_face3d_works_without_ray(tmp_path):
+    from face3d.models.toy import toy_model
+
+    toy_model().save_npz(tmp_path / "toy.npz")
+    code = _BLOCK_RAY + f"""
+import face3d, face3d.scale, face3d.distributed
+from face3d.cli import main
+assert "ray" not in sys.modules
+rc = main(["reconstruct", "{tmp_path / 'missing.png'}", "--out", "{tmp_path / 'o'}", "--model",
+           "npz:{tmp_path / 'toy.npz'}", "--no-estimator", "--fast", "--quiet"])
+assert rc == 1, rc  # ran (the missing file is a per-item failure), without Ray
+rc = main(["reconstruct", "{tmp_path / 'missing.png'}", "--out", "{tmp_path / 'o2'}", "--model",
+           "npz:{tmp_path / 'toy.npz'}", "--no-estimator", "--fast", "--quiet", "--ray"])
+print("RC", rc)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "RC 2" in r.stdout
+    assert "face3d reconstruct: --ray needs Ray: pip install" in r.stderr
