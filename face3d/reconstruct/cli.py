@@ -75,7 +75,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train-estimator", help="train the landmarks -> metric identity network on synthetic data",
         description="Train face3d.reconstruct.estimator.ShapeEstimator for a model on random synthetic "
-                    "heads (identities, expressions, poses, focal lengths, landmark noise/dropout).")
+                    "heads (identities, expressions, poses, focal lengths, landmark noise/dropout). Runs "
+                    "data-parallel unchanged under `torchrun --nproc_per_node N` (--batch is the global "
+                    "batch, split over the N processes; rank 0 writes --out).")
     p.add_argument("--model", default="builtin")
     p.add_argument("--out", required=True, help="weights file to write (.pt)")
     p.add_argument("--steps", type=int, default=2000)
@@ -386,7 +388,16 @@ def run_train(args) -> int:
         if not args.quiet:
             print(f"step {step:5d}  loss {loss:.3f} mm", file=sys.stderr, flush=True)
 
-    net, stats = train_estimator(model, cfg, progress)
+    from face3d import distributed
+
+    info = distributed.init_from_env()  # under torchrun: join the job; each rank trains on its slice
+    try:
+        net, stats = train_estimator(model, cfg, progress, dist=info)
+    finally:
+        distributed.shutdown()
+    if not info.is_main:
+        return 0  # rank 0 evaluates and writes the weights
+    stats["processes"] = info.world
     held = estimator_holdout_error(model, net)
     sha = save_estimator(net, model, args.out, {
         "train_config": {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed},

@@ -19,12 +19,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
 
 from face3d.fileio import atomic_write, file_sha256
+
+if TYPE_CHECKING:
+    from face3d.distributed import DistInfo
 from face3d.models.base import MorphableModel
 from face3d.reconstruct.synthetic import (
     SyntheticConfig, landmark_submodel, model_fingerprint, normalize_landmarks, sample_batch,
@@ -91,18 +94,29 @@ def shape_error_mm(model: MorphableModel, pred: Tensor, true: Tensor, ids: Tenso
 
 
 def train_estimator(model: MorphableModel, cfg: TrainConfig = TrainConfig(),
-                    progress: Callable[[int, float], None] | None = None) -> tuple[ShapeEstimator, dict]:
+                    progress: Callable[[int, float], None] | None = None,
+                    dist: "DistInfo | None" = None) -> tuple[ShapeEstimator, dict]:
     """Train a :class:`ShapeEstimator` for ``model`` on synthetic landmarks.
 
     The loss is the mean vertex distance (mm) between the predicted and true neutral faces, so the
     network spends its capacity where millimetres are, not on equal coefficient errors.
 
+    ``dist``: this process's rank under ``torchrun`` (default: the running process group, if any):
+    every rank draws the same batch of ``cfg.batch`` and trains on its slice, gradients averaged
+    (:mod:`face3d.distributed`), so N processes follow the single-process run; only rank 0 calls
+    ``progress``. The logged loss is the global batch's.
+
     Returns the network (eval mode) and a dict of training statistics.
     """
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
+    part = distributed.shard(cfg.batch, info, "TrainConfig.batch")
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     sub = landmark_submodel(model)
     net = ShapeEstimator(model.n_identity, cfg.hidden, cfg.layers)
+    distributed.broadcast_parameters(net, info)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     ids = _vertex_subset(model)
@@ -111,16 +125,17 @@ def train_estimator(model: MorphableModel, cfg: TrainConfig = TrainConfig(),
     for step in range(cfg.steps):
         with torch.no_grad():
             b = sample_batch(sub, cfg.batch, cfg.synthetic, g)
-            feats = normalize_landmarks(b.landmarks, b.visible)
+            feats = normalize_landmarks(b.landmarks[part], b.visible[part])
         pred = net(feats)
-        loss = shape_error_mm(model, pred, b.identity, ids).mean()
+        loss = shape_error_mm(model, pred, b.identity[part], ids).mean()
         opt.zero_grad()
         loss.backward()
+        distributed.average_gradients(net.parameters(), info)
         opt.step()
         sched.step()
-        lv = float(loss.detach())
+        lv = distributed.average_scalar(loss.detach(), info)
         ema = lv if ema is None else 0.98 * ema + 0.02 * lv
-        if progress is not None and (step % 100 == 0 or step == cfg.steps - 1):
+        if progress is not None and info.is_main and (step % 100 == 0 or step == cfg.steps - 1):
             progress(step, ema)
     net.eval()
     return net, {"final_loss_mm": ema, "seconds": time.time() - t0}

@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stabilize-train",
         help="train the learned stabilizer for a model on synthetic pairs",
         description="Train a stabilizer network from scratch on pairs generated on the fly from the model "
-        "(deterministic for a seed) and save the weights.",
+        "(deterministic for a seed) and save the weights. Runs data-parallel unchanged under "
+        "`torchrun --nproc_per_node N` (--identities is the global count, split over the N processes; rank 0 "
+        "writes --out).",
     )
     t.add_argument("--model", default="builtin", help="model spec: builtin | flame:PATH | ict:PATH | npz:PATH")
     t.add_argument("--out", required=True, help="weights file to write (.pt)")
@@ -110,7 +112,15 @@ def run_train(args: argparse.Namespace) -> int:
     sha = file_sha256(path) if path.is_file() else ""
     print(f"training the stabilizer for {model.name!r} ({model.n_vertices} vertices) with {torch.get_num_threads()} "
           f"threads: {cfg.steps} steps of {cfg.identities * cfg.per_identity * (cfg.per_identity - 1)} pairs", file=sys.stderr)
-    net, ckpt = train(model, cfg, model_spec=args.model, model_sha256=sha)
+    from face3d import distributed
+
+    info = distributed.init_from_env()  # under torchrun: join the job; each rank trains on its groups
+    try:
+        net, ckpt = train(model, cfg, model_spec=args.model, model_sha256=sha, dist=info)
+    finally:
+        distributed.shutdown()
+    if not info.is_main:
+        return 0  # rank 0 writes the weights
     save_checkpoint(ckpt, args.out)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB, sha256 {file_sha256(args.out)}) "
           f"after {ckpt['train_seconds']:.0f} s", file=sys.stderr)

@@ -12,12 +12,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor
 
 from face3d.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from face3d.distributed import DistInfo
 from face3d.models.base import MorphableModel
 from face3d.stabilize.align import apply_transform, invert_transform
 from face3d.stabilize.network import NetworkConfig, StabilizerNet
@@ -66,13 +69,24 @@ def pair_loss(net: StabilizerNet, align_pts: Tensor, input_pts: Tensor, skull_pt
 
 
 def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
-          progress: Callable[[str], None] | None = None, model_spec: str = "", model_sha256: str = "") -> tuple[StabilizerNet, dict]:
+          progress: Callable[[str], None] | None = None, model_spec: str = "", model_sha256: str = "",
+          dist: "DistInfo | None" = None) -> tuple[StabilizerNet, dict]:
     """Train a :class:`StabilizerNet` for ``model`` from scratch (deterministic given ``cfg.seed``).
 
     Returns the network (eval mode) and a checkpoint dict ready for :func:`torch.save`.
-    ``progress`` receives one line per ``cfg.log_every`` steps (default: stderr).
+    ``progress`` receives one line per ``cfg.log_every`` steps (default: stderr), on rank 0 only.
+    ``dist``: this process's rank under ``torchrun`` (default: the running process group, if any):
+    every rank draws the same ``cfg.identities`` groups and trains on its share of whole groups,
+    gradients averaged (:mod:`face3d.distributed`), so N processes follow the single-process run.
     """
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
+    groups = distributed.shard(cfg.identities, info, "TrainConfig.identities")
+    rows = slice(groups.start * cfg.per_identity, groups.stop * cfg.per_identity)
     log = progress or (lambda s: print(s, file=sys.stderr, flush=True))
+    if not info.is_main:
+        log = lambda s: None  # noqa: E731
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     model = model.float().eval()
@@ -100,6 +114,7 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
         net.in_mean.copy_(feats.mean(0))
         net.in_std.copy_(feats.std(0).clamp_min(1e-3))
 
+    distributed.broadcast_parameters(net, info)
     opt = torch.optim.AdamW(net.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     history = []
@@ -108,12 +123,14 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
     net.train()
     for step in range(1, cfg.steps + 1):
         a, i, s, skull = sample(cfg.identities, cfg.per_identity)
-        loss = pair_loss(net, a, i, s, skull, cfg.per_identity)
+        loss = pair_loss(net, a[rows], i[rows], s[rows], skull[rows], cfg.per_identity)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(net.encoder.parameters(), info)
         opt.step()
         sched.step()
-        run = loss.item() if step == 1 else 0.98 * run + 0.02 * loss.item()
+        lv = distributed.average_scalar(loss.detach(), info)
+        run = lv if step == 1 else 0.98 * run + 0.02 * lv
         if step % cfg.log_every == 0 or step == cfg.steps:
             el = time.perf_counter() - t0
             history.append((step, round(run, 4)))
@@ -123,7 +140,7 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
     extra = {
         "model_spec": model_spec, "model_sha256": model_sha256, "train_config": _plain(asdict(cfg)),
         "history": history, "train_seconds": round(time.perf_counter() - t0, 1),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "processes": info.world,
     }
     return net, net.checkpoint(extra)
 

@@ -1,0 +1,124 @@
+"""Data-parallel training helpers shared by the ``*-train`` commands (``torchrun --nproc_per_node N``).
+
+The trainers draw their synthetic data on the fly from one seeded generator. Under N processes
+every rank draws the *same* global batch of B and keeps its slice of B/N (:func:`shard`), computes
+its loss on the slice, and the gradients are averaged over ranks (:func:`average_gradients`).
+Because the slices are equal in size, the average of the slice means is the global mean, so N
+processes with B/N each follow the single-process run with batch B (up to float summation order).
+Drawing the whole batch on every rank repeats the data generation N times; the network's forward
+and backward passes are what is split.
+
+Only rank 0 writes files and logs (:attr:`DistInfo.is_main`). Gradients are averaged explicitly
+(one flattened all-reduce per step) rather than through ``DistributedDataParallel``, because the
+stabilizer's loss calls several methods of its network, not ``forward``.
+Backend: NCCL when CUDA is available, else gloo. :mod:`torch.distributed` is imported only here.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+__all__ = ["DistInfo", "init_from_env", "current", "shard", "average_gradients", "average_scalar",
+           "broadcast_parameters", "shutdown"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job: ``rank`` in ``[0, world)``; ``world == 1`` is a plain run."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def current() -> DistInfo:
+    """The running process group's rank and size, or a single-process :class:`DistInfo`."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size())
+    return DistInfo()
+
+
+def init_from_env() -> DistInfo:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``,
+    ``MASTER_PORT``); a no-op without them (a plain ``face3d ...`` run)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return current()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return current()
+
+
+def shutdown() -> None:
+    """Leave the process group, if one is running."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(n: int, info: DistInfo, what: str = "batch") -> slice:
+    """The slice of a global batch of ``n`` that rank ``info.rank`` trains on.
+
+    Raises ValueError unless ``n`` divides evenly: unequal slices would weight the ranks' losses
+    unequally and break the match with the single-process run.
+    """
+    if n % info.world:
+        raise ValueError(f"{what}: expected a multiple of the {info.world} processes, got {n}")
+    k = n // info.world
+    return slice(info.rank * k, (info.rank + 1) * k)
+
+
+def average_gradients(params: Iterable[Tensor], info: DistInfo) -> None:
+    """Replace every parameter's ``.grad`` by its mean over ranks (one all-reduce of a flat buffer)."""
+    if not info.active:
+        return
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def average_scalar(x: Tensor | float, info: DistInfo) -> float:
+    """Mean of a scalar over ranks (the global batch's loss, for logs)."""
+    if not info.active:
+        return float(x)
+    import torch.distributed as dist
+
+    t = torch.tensor([float(x)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / info.world
+
+
+def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's parameters and buffers to every rank (the same seed makes them equal already;
+    this guards against a rank that drew differently)."""
+    if not info.active:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, 0)
