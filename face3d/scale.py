@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["ray_map", "import_ray", "RAY_LOCAL"]
+__all__ = ["map_items", "ray_map", "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
 
 # argparse sentinel: ``--ray`` given without an address means "start a local Ray".
 RAY_LOCAL = "local"
@@ -29,6 +29,26 @@ def import_ray():
     except ImportError as e:
         raise ImportError("--ray needs Ray: pip install 'face3d-toolkit[scale]' (or pip install 'ray==2.60.0')") from e
     return ray
+
+
+def ray_available(command: str) -> bool:
+    """True if Ray imports; else says how to install it (before any work starts)."""
+    try:
+        import_ray()
+    except ImportError as e:
+        print(f"face3d {command}: {e}", file=sys.stderr)
+        return False
+    return True
+
+
+def add_ray_flags(p, what: str) -> None:
+    """``--ray [ADDRESS]`` and ``--workers N`` (see :mod:`face3d.scale`)."""
+    p.add_argument("--ray", nargs="?", const=RAY_LOCAL, default=None, metavar="ADDRESS",
+                   help=f"process the {what} on Ray workers (pip install .[scale]): without ADDRESS a local Ray "
+                        "with one worker per CPU, with one (auto, HOST:6379, ray://HOST:10001) join that cluster; "
+                        "outputs go to --out, which on a multi-machine cluster must be shared storage")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray workers (default: the cluster's CPUs); each uses --threads torch threads")
 
 
 class _Worker:
@@ -108,3 +128,33 @@ def ray_map(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable
             ray.kill(a)
         if started:
             ray.shutdown()
+
+
+def map_items(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable[..., Any], setup_args: tuple = (),
+              ray: str | None = None, workers: int | None = None, progress: bool = True, desc: str = "",
+              unit: str = "item", context: Any = None, done_before: int = 0) -> Iterator[tuple[int, Any]]:
+    """The one loop of every batch command: ``(index, fn(context, item))`` for each item.
+
+    ``ray`` None: in this process, with ``context`` (or ``setup(*setup_args)`` built once), in item
+    order. Otherwise the address for :func:`ray_map` (:data:`RAY_LOCAL` for a local Ray): the same
+    ``fn`` on Ray workers, in completion order. ``done_before``: items skipped by a resumed run,
+    shown as already done on the single-process progress bar.
+    """
+    if ray is not None:
+        yield from ray_map(fn, items, setup, setup_args, address=ray, workers=workers, progress=progress,
+                           desc=f"{desc} (ray)", unit=unit)
+        return
+    ctx = setup(*setup_args) if context is None else context
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items) + done_before, initial=done_before, desc=desc, unit=unit, file=sys.stderr)
+    try:
+        for i, item in enumerate(items):
+            yield i, fn(ctx, item)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()

@@ -170,3 +170,76 @@ print("RC", rc)
     assert r.returncode == 0, r.stderr
     assert "RC 2" in r.stdout
     assert "face3d reconstruct: --ray needs Ray: pip install" in r.stderr
+
+
+def _stabilize(*args):
+    from face3d.cli import build_parser, run
+
+    return run(build_parser(modules=("face3d.stabilize.cli",)), ["stabilize", *map(str, args), "--no-progress"])
+
+
+def test_stabilize_ray_per_folder_matches_single_process_and_resumes(tmp_path, ray_local):
+    from face3d.geometry.mesh_io import Mesh, save_mesh
+    from face3d.models.toy import toy_head
+    from face3d.stabilize.synth import SynthConfig, sample_performances
+
+    m = toy_head()
+    m.save_npz(tmp_path / "toy.npz")
+    perf = sample_performances(m.double(), 3, 3, SynthConfig(jitter_mm=0.0, drift_mm=0.0), generator=5)
+    folders = []
+    for s in range(3):
+        d = tmp_path / "in" / f"take{s}"
+        for i in range(3):
+            save_mesh(d / f"f{i}.obj", Mesh(perf.frames[s, i].numpy(), m.faces.numpy()))
+        folders.append(d)
+    (folders[1] / "f2.obj").write_text("v 0 0 0\nf 1 1 1\n")  # wrong vertex count: reported, the rest go on
+    common = ["--model", f"npz:{tmp_path / 'toy.npz'}", "--method", "upper", "--per-folder"]
+    assert _stabilize(*folders, "--out", tmp_path / "single", *common) == 1
+    # With Ray: first an interrupted run (--limit 1 per folder), then the rerun finishes the job.
+    assert _stabilize(*folders, "--out", tmp_path / "ray", *common, "--ray", "--limit", "1") == 3
+    first = (tmp_path / "ray" / "take0" / "f0.obj").stat().st_mtime_ns
+    assert not (tmp_path / "ray" / "take0" / "f1.obj").exists()
+    assert _stabilize(*folders, "--out", tmp_path / "ray", *common, "--ray") == 1
+    assert (tmp_path / "ray" / "take0" / "f0.obj").stat().st_mtime_ns == first  # not redone
+    ref = {k: v for k, v in _snapshot(tmp_path / "single").items()}
+    assert {"take0/f2.obj", "take2/transforms.json", "take1/transforms/f1.json"} <= set(ref)
+    assert "take1/f2.obj" not in ref
+    assert _snapshot(tmp_path / "ray") == ref
+    man = json.loads((tmp_path / "ray" / "take1" / "transforms.json").read_text())
+    assert list(man["failed"]) == ["f2.obj"] and len(man["frames"]) == 2
+    assert ref["take0/f1.obj"] != ref["take2/f1.obj"]  # different takes, different outputs
+
+
+def test_track_ray_several_videos_matches_single_process(tmp_path, photo_batch, ray_local):
+    from PIL import Image
+
+    from face3d.cli import build_parser, run
+
+    src, model = photo_batch
+    a = np.asarray(Image.open(src / "a.png"))
+    videos = []
+    for v in range(2):
+        d = tmp_path / "videos" / f"clip{v}"
+        d.mkdir(parents=True)
+        for t in range(2):
+            Image.fromarray(np.roll(a, 3 * t + 7 * v, axis=1)).save(d / f"{t:03d}.png")
+        videos.append(d)
+    videos.append(tmp_path / "videos" / "missing.mp4")
+
+    def track(out, *extra):
+        return run(build_parser(modules=("face3d.reconstruct.cli",)),
+                   ["track", *map(str, videos), "--out", str(out), "--model", f"npz:{model}", "--batch", "2",
+                    "--quiet", *extra])
+
+    assert track(tmp_path / "single") == 1  # the missing video fails, the others are tracked
+    assert track(tmp_path / "ray", "--ray") == 1
+    ref = _snapshot(tmp_path / "single")
+    assert set(ref) == {f"clip{v}/track.{e}" for v in range(2) for e in ("json", "npz")}
+    assert _snapshot(tmp_path / "ray") == ref
+    assert ref["clip0/track.json"] != ref["clip1/track.json"]
+    # Resume: a finished video is skipped.
+    stamp = (tmp_path / "ray" / "clip0" / "track.json").stat().st_mtime_ns
+    (tmp_path / "ray" / "clip1" / "track.json").unlink()
+    assert track(tmp_path / "ray", "--ray") == 1
+    assert (tmp_path / "ray" / "clip0" / "track.json").stat().st_mtime_ns == stamp
+    assert _snapshot(tmp_path / "ray") == ref

@@ -14,6 +14,8 @@ STAGES_DEFAULT = ("hog", "hog_upsampled", "hog_padded", "cnn")
 
 
 def register(subparsers) -> None:
+    from face3d.scale import add_ray_flags
+
     """Add this module's subcommands to an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
         "reconstruct", help="metric 3D faces from photos (mesh, params, overlay, measurements)",
@@ -55,7 +57,9 @@ def register(subparsers) -> None:
         description="Track a video (any format imageio-ffmpeg reads) or a folder of frames: one identity "
                     "for all frames, per-frame pose/expression/jaw, temporally smoothed, fitted in batches. "
                     "Writes DIR/track.npz and DIR/track.json (per-frame parameters + camera).")
-    p.add_argument("source", help="video file or folder of frames (sorted by name)")
+    p.add_argument("sources", nargs="+", metavar="source",
+                   help="video file or folder of frames (sorted by name); with several, each is tracked on its "
+                        "own into OUT/<name>/ and one that is done already (its track.json exists) is skipped")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", default="builtin")
     p.add_argument("--estimator", default=None)
@@ -70,6 +74,7 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the fit is many small ops, which extra threads slow down)")
+    add_ray_flags(p, "videos (each one is one job)")
     p.set_defaults(func=run_track)
 
     p = subparsers.add_parser(
@@ -137,34 +142,6 @@ def _example(name: str):
 
         return astronaut()
     raise ValueError(f"--example: expected one of {EXAMPLES}, got {name!r}")
-
-
-def _progress_bar(total: int, initial: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr)
-
-
-def _ray_available(command: str) -> bool:
-    """True if Ray imports; else says how to install it (before any work starts)."""
-    from face3d.scale import import_ray
-
-    try:
-        import_ray()
-    except ImportError as e:
-        print(f"face3d {command}: {e}", file=sys.stderr)
-        return False
-    return True
-
-
-def add_ray_flags(p, what: str) -> None:
-    """``--ray [ADDRESS]`` and ``--workers N`` (see :mod:`face3d.scale`)."""
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help=f"process the {what} on Ray workers (pip install .[scale]): without ADDRESS a local Ray "
-                        "with one worker per CPU, with one (auto, HOST:6379, ray://HOST:10001) join that cluster; "
-                        "outputs go to --out, which on a multi-machine cluster must be shared storage")
-    p.add_argument("--workers", type=int, default=None,
-                   help="Ray workers (default: the cluster's CPUs); each uses --threads torch threads")
 
 
 # ----------------------------------------------------------------------------------- commands
@@ -315,7 +292,9 @@ def run_reconstruct(args) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.ray is not None and not _ray_available("reconstruct"):
+    from face3d.scale import ray_available
+
+    if args.ray is not None and not ray_available("reconstruct"):
         return 2
     settings = _reconstruct_settings(args)
     try:  # in the driver too, with --ray: bad settings fail here, before any worker starts
@@ -342,24 +321,13 @@ def run_reconstruct(args) -> int:
         if "failed" in r:
             print(f"face3d reconstruct: FAILED {r['failed']['input']}: {r['failed']['error']}", file=sys.stderr)
 
-    if args.ray is None:
-        bar = None if args.quiet else _progress_bar(len(named), len(named) - len(todo), "reconstruct")
-        for i in todo:
-            results[i] = _reconstruct_item(ctx, named[i])
-            report_failure(results[i])
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-    else:
-        from face3d.scale import ray_map
+    from face3d.scale import map_items
 
-        del ctx  # the workers build their own
-        for k, r in ray_map(_reconstruct_item, [named[i] for i in todo], _reconstruct_setup, (settings,),
-                            address=args.ray, workers=args.workers, progress=not args.quiet,
-                            desc="reconstruct (ray)", unit="img"):
-            results[todo[k]] = r
-            report_failure(r)
+    for k, r in map_items(_reconstruct_item, [named[i] for i in todo], _reconstruct_setup, (settings,),
+                          ray=args.ray, workers=args.workers, progress=not args.quiet, desc="reconstruct",
+                          unit="img", context=None if args.ray else ctx, done_before=len(named) - len(todo)):
+        results[todo[k]] = r
+        report_failure(r)
     done = [e for r in results for e in r.get("succeeded", [])]
     failures = [r["failed"] for r in results if "failed" in r]
     write_json(out / "report.json", {"succeeded": done, "failed": failures})
@@ -452,18 +420,62 @@ def run_eval_now(args) -> int:
     return 0
 
 
-def run_track(args) -> int:
+def _track_setup(s: dict) -> tuple:
+    """Per worker, once: the model and the tracking settings."""
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(s["threads"])
     from face3d.models import load_model
-    from face3d.reconstruct.track import TrackConfig, read_frames, track, write_track
+    from face3d.reconstruct.track import TrackConfig
 
-    model = load_model(args.model)
-    frames = read_frames(args.source, max_frames=args.max_frames, size=args.size)
-    cfg = TrackConfig(batch=args.batch, photometric=args.photometric, temporal=args.temporal,
-                      estimator_path=args.estimator)
-    res = track(model, frames, cfg, progress=None if args.quiet else (lambda s: print(s, file=sys.stderr)))
-    write_track(res, args.out)
-    print(f"tracked {res.n_frames} frames ({res.n_detected} with a detected face) -> {args.out}/track.npz, track.json")
-    return 0
+    cfg = TrackConfig(batch=s["batch"], photometric=s["photometric"], temporal=s["temporal"],
+                      estimator_path=s["estimator"])
+    return s, load_model(s["model"]), cfg
+
+
+def _track_item(ctx: tuple, job: tuple[str, str]) -> dict:
+    """Track one video ``job = (source, out_dir)``; per-video failures are returned, not raised."""
+    from face3d.reconstruct.track import read_frames, track, write_track
+
+    s, model, cfg = ctx
+    source, out = job
+    try:
+        frames = read_frames(source, max_frames=s["max_frames"], size=s["size"])
+        log = None if s["quiet"] or s["several"] else (lambda m: print(m, file=sys.stderr))
+        res = track(model, frames, cfg, progress=log)
+        write_track(res, out)  # track.json last: marks the video done for a rerun
+    except Exception as e:  # batch tool: report per video and go on
+        return {"source": source, "error": f"{type(e).__name__}: {_as_cli_message(e)}"}
+    return {"source": source, "out": out, "frames": res.n_frames, "detected": res.n_detected}
+
+
+def run_track(args) -> int:
+    from face3d.scale import map_items, ray_available
+
+    if args.ray is not None and not ray_available("track"):
+        return 2
+    several = len(args.sources) > 1
+    names = [Path(src).stem for src in args.sources]
+    if several and len(set(names)) < len(names):
+        print(f"face3d track: several sources share an output name ({names}); rename or run them separately",
+              file=sys.stderr)
+        return 2
+    jobs = [(src, str(Path(args.out) / n) if several else args.out) for src, n in zip(args.sources, names)]
+    # With several videos, finished ones are skipped (resume); a single one is always redone.
+    todo = [j for j in jobs if not (several and (Path(j[1]) / "track.json").is_file())]
+    s = {"model": args.model, "batch": args.batch, "photometric": args.photometric, "temporal": args.temporal,
+         "estimator": args.estimator, "max_frames": args.max_frames, "size": args.size, "quiet": args.quiet,
+         "several": several, "threads": max(1, args.threads)}
+    failed = 0
+    for _, r in map_items(_track_item, todo, _track_setup, (s,), ray=args.ray, workers=args.workers,
+                          progress=several and not args.quiet, desc="track", unit="video",
+                          done_before=len(jobs) - len(todo)):
+        if "error" in r:
+            failed += 1
+            print(f"face3d track: FAILED {r['source']}: {r['error']}", file=sys.stderr)
+        else:
+            print(f"tracked {r['frames']} frames ({r['detected']} with a detected face) -> {r['out']}/track.npz, "
+                  "track.json")
+    if len(todo) < len(jobs):
+        print(f"face3d track: {len(jobs) - len(todo)} video(s) done earlier, skipped")
+    return 1 if failed else 0

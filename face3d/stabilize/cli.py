@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None,
                    help="stop after stabilizing this many new frames (exit code 3; rerun to continue)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--per-folder", action="store_true",
+                   help="each input folder is its own sequence (own reference, resume and transforms.json), "
+                        "written to OUT/<folder name>/; needed with --ray")
+    from face3d.scale import add_ray_flags
+
+    add_ray_flags(p, "folders (with --per-folder; each folder is one job)")
     p.set_defaults(func=run_stabilize)
 
     t = sub.add_parser(
@@ -68,11 +74,76 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_eval)
 
 
+def _folder_setup(cfg) -> tuple:
+    """Per worker, once: the stabilizer (network weights) every folder of the job uses."""
+    import torch
+
+    from face3d.stabilize.api import load_stabilizer
+
+    torch.set_num_threads(1)
+    return cfg, load_stabilizer(cfg.method, cfg.model, cfg.weights)
+
+
+def _stabilize_folder(ctx: tuple, job: tuple[str, str]) -> dict:
+    """Stabilize one folder ``job = (folder, out_dir)`` (resumable: see face3d.stabilize.batch)."""
+    from face3d.stabilize.batch import stabilize_files
+
+    cfg, st = ctx
+    folder, out_dir = job
+    try:
+        res = stabilize_files(folder, out_dir, cfg, stabilizer=st)
+    except (ValueError, FileNotFoundError) as e:  # an unusable folder: reported, the others go on
+        return {"folder": folder, "error": str(e)}
+    return {"folder": folder, "done": len(res.done), "skipped": len(res.skipped), "failed": res.failed,
+            "stopped_early": res.stopped_early}
+
+
+def _run_per_folder(args: argparse.Namespace, cfg) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from face3d.scale import map_items
+
+    folders = [Path(f) for f in args.inputs]
+    bad = [str(f) for f in folders if not f.is_dir()]
+    names = [f.name for f in folders]
+    if bad or len(set(names)) < len(names):
+        print(f"error: --per-folder: expected folders with distinct names, got {args.inputs}", file=sys.stderr)
+        return 2
+    jobs = [(str(f), str(Path(args.out) / f.name)) for f in folders]
+    cfg = dataclasses.replace(cfg, progress=False)  # one bar over the folders instead
+    results = [None] * len(jobs)
+    for i, r in map_items(_stabilize_folder, jobs, _folder_setup, (cfg,), ray=args.ray, workers=args.workers,
+                          progress=not args.no_progress, desc="stabilize", unit="folder"):
+        results[i] = r
+    code = 0
+    for r in results:  # input order
+        if "error" in r:
+            print(f"error: {r['folder']}: {r['error']}", file=sys.stderr)
+            code = max(code, 2)
+            continue
+        print(f"{r['folder']}: stabilized {r['done']} meshes, {r['skipped']} already done, {len(r['failed'])} failed",
+              file=sys.stderr)
+        for why in r["failed"].values():
+            print(f"failed: {why}", file=sys.stderr)
+        code = max(code, 1 if r["failed"] else 3 if r["stopped_early"] else 0)
+    return code
+
+
 def run_stabilize(args: argparse.Namespace) -> int:
     from face3d.stabilize.batch import BatchConfig, stabilize_files
 
     cfg = BatchConfig(method=args.method, model=args.model, weights=args.weights, reference=args.reference,
                       batch_size=args.batch_size, limit=args.limit, progress=not args.no_progress)
+    if args.ray is not None and not args.per_folder:
+        print("error: --ray distributes folders: pass --per-folder (each input folder is one job)", file=sys.stderr)
+        return 2
+    if args.per_folder:
+        from face3d.scale import ray_available
+
+        if args.ray is not None and not ray_available("stabilize"):
+            return 2
+        return _run_per_folder(args, cfg)
     try:
         res = stabilize_files(args.inputs, args.out, cfg)
     except (ValueError, FileNotFoundError) as e:
