@@ -86,11 +86,11 @@ def n_frames(n_samples: int, cfg: FeatureConfig = FeatureConfig()) -> int:
 
 
 def logmel(audio16k: np.ndarray, cfg: FeatureConfig = FeatureConfig(), n: int | None = None,
-           offset_frames: int = 0) -> np.ndarray:
+           left_padded: bool = False) -> np.ndarray:
     """(N,) float32 16 kHz -> (T, n_mels) float32 dB, ``T = ceil(N / hop)`` (or ``n``).
 
-    ``offset_frames`` computes frames ``offset .. offset + n`` of a longer signal whose samples from
-    ``offset * hop - n_fft // 2`` on are given (a stream's buffer); zeros stand in before sample 0.
+    With ``left_padded`` the signal already starts ``n_fft // 2`` samples before the first frame's
+    centre (a stream's buffer computing frames ``m0 ..`` passes samples from ``m0 * hop - n_fft // 2``).
     """
     import librosa
 
@@ -99,7 +99,7 @@ def logmel(audio16k: np.ndarray, cfg: FeatureConfig = FeatureConfig(), n: int | 
     if T <= 0:
         return np.zeros((0, cfg.n_mels), np.float32)
     half = cfg.n_fft // 2
-    left = half if offset_frames == 0 else 0
+    left = 0 if left_padded else half
     need = (T - 1) * cfg.hop + cfg.n_fft
     x = np.pad(x, (left, max(0, need - left - len(x))))[:need]
     S = np.abs(librosa.stft(x, n_fft=cfg.n_fft, hop_length=cfg.hop, win_length=cfg.win, center=False)) ** 2
