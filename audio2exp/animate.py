@@ -60,13 +60,12 @@ def render_sequence(model: MorphableModel, seq: dict[str, torch.Tensor], identit
     """
     from tqdm import tqdm
 
-    from face3d.viz import PreviewConfig, render_preview
+    from face3d.viz import PreviewConfig, head_framing, render_preview
 
     T = next(iter(seq.values())).shape[0]
     with torch.no_grad():
         rest = model(identity=identity).vertices[0]
-    lo, hi = rest.min(0).values, rest.max(0).values
-    center, radius = (lo + hi) / 2, float((hi - lo).norm() / 2) * 0.75
+    center, radius = head_framing(model, rest)
     frames = []
     for s in tqdm(range(0, T, cfg.chunk), disable=not progress, desc="rendering", unit="chunk"):
         part = {k: v[s:s + cfg.chunk] for k, v in seq.items()}
@@ -74,5 +73,6 @@ def render_sequence(model: MorphableModel, seq: dict[str, torch.Tensor], identit
         with torch.no_grad():
             verts = model(identity=None if identity is None else identity.expand(n, -1), **part).vertices
         for v in verts:
-            frames.append(render_preview(v, model.faces, (0.0,), PreviewConfig(size=cfg.size), center=center, radius=radius)[0])
+            frames.append(render_preview(v, model.faces, (0.0,), PreviewConfig(size=cfg.size), center=center,
+                                         radius=radius, vertex_colors=model.albedo)[0])
     return np.stack(frames)

@@ -37,7 +37,7 @@ def turntable(model: MorphableModel, identity: torch.Tensor | None = None, expre
     Returns:
         (frames, size, size, 3) uint8.
     """
-    from face3d.viz import PreviewConfig, render_preview
+    from face3d.viz import PreviewConfig, head_framing, render_preview
 
     if cfg.frames < 1:
         raise ValueError(f"frames: expected at least 1, got {cfg.frames}")
@@ -45,4 +45,6 @@ def turntable(model: MorphableModel, identity: torch.Tensor | None = None, expre
         v = model(identity=identity, expression=expression).vertices[0]
     yaw = torch.arange(cfg.frames, dtype=torch.float32) * (cfg.sweep_deg / cfg.frames)
     # Frame on the mean head so every identity is shown at the same scale.
-    return render_preview(v, model.faces, yaw, PreviewConfig(size=cfg.size))
+    center, radius = head_framing(model)
+    return render_preview(v, model.faces, yaw, PreviewConfig(size=cfg.size), center=center, radius=radius,
+                          vertex_colors=model.albedo)

@@ -27,6 +27,27 @@ class PreviewConfig:
     light_dir: tuple[float, float, float] = (0.3, 0.4, 1.0)  # towards the light, camera frame at yaw 0
 
 
+def head_framing(model, vertices: Tensor | None = None, fill: float = 0.8) -> tuple[Tensor, float]:
+    """Where to look and how much to frame for a head of ``model``, for :func:`render_preview`.
+
+    Args:
+        model: a :class:`~face3d.models.MorphableModel`; its ``skull`` region (the head without
+            the neck) is framed where it has one, else every vertex.
+        vertices: (V, 3) mm, default the template.
+        fill: the head's largest extent in x/y as a fraction of the image height.
+
+    Returns:
+        ``(center (3,) mm, radius mm)``: the look-at point, a little below the head's centre so
+        the chin and the top of the neck show, and the radius to pass to :func:`render_preview`.
+    """
+    v = model.template if vertices is None else torch.as_tensor(vertices, dtype=torch.float32)
+    if "skull" in model.regions and model.regions["skull"].numel():
+        v = v[model.regions["skull"]]
+    lo, hi = v.min(0).values, v.max(0).values
+    extent = float((hi - lo)[:2].max())
+    return (lo + hi) / 2 - torch.tensor([0.0, 0.08 * extent, 0.0]), extent / 2 / fill
+
+
 def orbit_cameras(center: Tensor, radius: float, yaw_deg: Tensor, cfg: PreviewConfig = PreviewConfig(), pitch_deg: float = 0.0):
     """Cameras on a circle around ``center`` (3,) mm, looking at it.
 

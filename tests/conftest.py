@@ -27,7 +27,16 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def builtin_model():
-    """The built-in head model, loaded once per test session (tests must not mutate it)."""
+    """The bundled default head (ICT-FaceKit based), loaded once per test session (tests must not
+    mutate it)."""
     import face3d
 
     return face3d.load_model("builtin")
+
+
+@pytest.fixture(scope="session")
+def character_model():
+    """The small procedural character head, for tests that need a head but not the default one."""
+    import face3d
+
+    return face3d.load_model("character")

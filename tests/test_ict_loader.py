@@ -118,11 +118,12 @@ def test_real_sample_size_joints_and_jaw(real):
     chin = ICT_IBUG68[8]
     jaw_open = m.expression_basis[:, :, m.expression_index("jawOpen")]
     assert float(jaw_open[chin, 1]) < -15  # the chin drops by more than 15 mm
-    # the heuristic jaw joint opens the mouth for a positive rotation about +x
+    # the jaw joint (measured from jawOpen) opens the mouth for a positive rotation about +x
     out = m(jaw=torch.tensor([[0.3, 0.0, 0.0]]))
     assert float(out.vertices[0, chin, 1] - t[chin, 1]) < -10
     # "_L" shapes act on the subject's left (+x), like the toolkit's eye_left
     blink = m.expression_basis[:, :, m.expression_index("eyeBlink_L")].norm(dim=1)
     assert float((blink * t[:, 0]).sum() / blink.sum()) > 25
     nose_top = ICT_IBUG68[27]
-    assert float((out.vertices[0, nose_top] - t[nose_top]).norm()) < 1e-3
+    # the jaw's pose corrective is ICT's jawOpen, which barely touches the upper face
+    assert float((out.vertices[0, nose_top] - t[nose_top]).norm()) < 0.2

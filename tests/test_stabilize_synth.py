@@ -1,4 +1,6 @@
 """Synthetic stabilization data: exact ground truth, noise levels, what stabilizers may see."""
+import copy
+
 import pytest
 import torch
 
@@ -10,14 +12,6 @@ from face3d.stabilize.synth import (
 from face3d.models.toy import toy_head
 
 CLEAN = SynthConfig(jitter_mm=0.0, drift_mm=0.0)
-
-
-@pytest.fixture(scope="module")
-def builtin():
-    from face3d.models import BUILTIN_PATH, load_model
-
-    assert BUILTIN_PATH.is_file(), "assets/builtin_head.npz is committed; regenerate it with python -m face3d.models.builtin_generator"
-    return load_model("builtin")
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +39,16 @@ def test_performance_ground_truth_aligns_skulls_exactly(toy64):
     assert torch.allclose(T[:, 5], torch.eye(4, dtype=T.dtype).expand(2, 4, 4), atol=1e-12)
 
 
-def test_builtin_ground_truth_is_exact(builtin):
-    p = sample_pairs(builtin.double(), 8, CLEAN, generator=5)
-    sk = builtin.region("scalp_back")
+@pytest.mark.parametrize("name, tol", [
+    ("character", 1e-4),  # its scalp_back is exactly rigid
+    ("builtin", 0.03),  # ICT's expressions move its scalp_back by < 0.01 mm each (assets/README.md)
+])
+def test_bundled_ground_truth_is_exact(name, tol, builtin_model, character_model):
+    model = builtin_model if name == "builtin" else character_model
+    p = sample_pairs(copy.deepcopy(model).double(), 8, CLEAN, generator=5)
+    sk = model.region("scalp_back")
     err = (apply_transform(p.transform, p.source[:, sk]) - p.target[:, sk]).norm(dim=-1)
-    assert err.max() < 1e-4
+    assert err.max() < tol
 
 
 def test_noise_levels():

@@ -2,8 +2,11 @@
 
 ``load_model(spec)`` is the one entry point:
 
-- ``"builtin"``: the toolkit's own head model (``assets/builtin_head.npz``, made by
-  ``python -m face3d.models.builtin_generator``).
+- ``"builtin"`` (the default): the bundled head (``assets/builtin_head.npz``), a compact
+  ICT-FaceKit model (MIT) built by ``face3d build-head FaceXModel/`` (:mod:`face3d.models.ict_build`).
+- ``"character"``: the procedural stylised head (``assets/character_head.npz``, made by
+  ``python -m face3d.models.builtin_generator``): small (13,809 vertices), for fast tests and as
+  a cartoon character.
 - ``"flame:PATH"``: a FLAME 2020/2023 ``generic_model.pkl`` (optionally with
   ``landmark_embedding.npy`` beside it).
 - ``"ict:PATH"``: an ICT-FaceKit folder of OBJ files.
@@ -27,32 +30,36 @@ from face3d.models.base import (
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUILTIN_PATH = ASSETS / "builtin_head.npz"
+CHARACTER_PATH = ASSETS / "character_head.npz"
+DEFAULT_MODEL = "builtin"
+_BUNDLED = {
+    "builtin": (BUILTIN_PATH, "`face3d build-head /path/to/ICT-FaceKit/FaceXModel`"),
+    "character": (CHARACTER_PATH, "`python -m face3d.models.builtin_generator`"),
+}
 
 _cache: dict[str, MorphableModel] = {}
 
 
-def load_model(spec: "str | MorphableModel" = "builtin") -> MorphableModel:
+def load_model(spec: "str | MorphableModel" = DEFAULT_MODEL) -> MorphableModel:
     """Load a morphable model from a spec string (see the module docstring).
 
-    A ``MorphableModel`` passed in is returned unchanged, so APIs can take either. The built-in
-    model is cached; every call returns a fresh copy of it, so callers may move it freely.
+    A ``MorphableModel`` passed in is returned unchanged, so APIs can take either. The bundled
+    models are cached; every call returns a fresh copy, so callers may move it freely.
     """
     if isinstance(spec, MorphableModel):
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"spec: expected a string such as 'builtin', 'flame:PATH' or 'ict:PATH', got {type(spec).__name__}")
     kind, _, arg = spec.partition(":")
-    if spec == "builtin":
-        if "builtin" not in _cache:
-            if not BUILTIN_PATH.is_file():
-                raise FileNotFoundError(
-                    f"built-in model not found at {BUILTIN_PATH}; regenerate it with "
-                    "`python -m face3d.models.builtin_generator`"
-                )
-            _cache["builtin"] = load_npz(BUILTIN_PATH)
+    if spec in _BUNDLED:
+        if spec not in _cache:
+            path, command = _BUNDLED[spec]
+            if not path.is_file():
+                raise FileNotFoundError(f"bundled model {spec!r} not found at {path}; rebuild it with {command}")
+            _cache[spec] = load_npz(path)
         import copy
 
-        return copy.deepcopy(_cache["builtin"])
+        return copy.deepcopy(_cache[spec])
     if kind == "flame" and arg:
         from face3d.models.flame import load_flame
 
@@ -66,11 +73,12 @@ def load_model(spec: "str | MorphableModel" = "builtin") -> MorphableModel:
     if spec.endswith(".npz"):
         return load_npz(spec)
     raise ValueError(
-        f"model spec: expected 'builtin', 'flame:PATH', 'ict:PATH' or 'npz:PATH', got {spec!r}"
+        f"model spec: expected 'builtin', 'character', 'flame:PATH', 'ict:PATH' or 'npz:PATH', got {spec!r}"
     )
 
 
 __all__ = [
     "load_model", "MorphableModel", "ModelOutput", "LandmarkSet", "ModelFormatError", "load_npz",
     "JOINT_NAMES", "JOINT_PARENTS", "HEAD_JOINT", "REQUIRED_REGIONS", "BUILTIN_PATH",
+    "CHARACTER_PATH", "DEFAULT_MODEL",
 ]

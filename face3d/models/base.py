@@ -110,6 +110,8 @@ class MorphableModel(nn.Module):
       ``R - I`` of joints 1..4.
     - ``landmarks``: name -> :class:`LandmarkSet` (at least ``"ibug68"``).
     - ``regions``: name -> (n,) int64 sorted vertex indices (at least :data:`REQUIRED_REGIONS`).
+    - ``albedo`` optional (V, 3) float32 in [0, 1]: a default per-vertex skin/eye/lip colour
+      (sRGB-ish display values) for previews and synthetic renders; ``None`` when the model has none.
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class MorphableModel(nn.Module):
         identity_std=None,
         expression_std=None,
         pose_basis=None,
+        albedo=None,
         source: str = "",
     ) -> None:
         super().__init__()
@@ -189,6 +192,13 @@ class MorphableModel(nn.Module):
             self.register_buffer("pose_basis", pb)
         else:
             self.pose_basis = None
+        if albedo is not None:
+            alb = _as_tensor("albedo", albedo, torch.float32, None, src)
+            if tuple(alb.shape) != (V, 3):
+                raise ModelFormatError(f"albedo: expected shape ({V}, 3), got {tuple(alb.shape)} in {src}")
+            self.register_buffer("albedo", alb)
+        else:
+            self.albedo = None
         self.expression_names = expression_names
         self.landmarks = dict(landmarks)
         for k, lm in self.landmarks.items():
@@ -357,8 +367,14 @@ class MorphableModel(nn.Module):
         )
 
     # ------------------------------------------------------------------ persistence
-    def save_npz(self, path: str | Path) -> None:
-        """Write the model in this toolkit's ``.npz`` model format (read back with :func:`load_npz`)."""
+    def save_npz(self, path: str | Path, quantum_mm: float | None = None) -> None:
+        """Write the model in this toolkit's ``.npz`` model format (read back with :func:`load_npz`).
+
+        The file is byte-identical for identical models (fixed zip timestamps and member order),
+        so a build command can be checked by its checksum. ``quantum_mm``: store the identity and
+        expression bases as int16 multiples of this many mm (with ``<name>.quantum`` beside them),
+        which halves the file; every value must fit in int16 at that quantum.
+        """
         arrays = {
             "format": np.array("face3d-morphable-model-v1"),
             "name": np.array(self.name),
@@ -374,17 +390,43 @@ class MorphableModel(nn.Module):
             "joint_regressor": self.joint_regressor.cpu().numpy(),
             "skin_weights": self.skin_weights.cpu().numpy(),
         }
+        if quantum_mm is not None:
+            for k in ("identity_basis", "expression_basis"):
+                q = np.round(arrays[k].astype(np.float64) / quantum_mm)
+                if q.size and np.abs(q).max() > np.iinfo(np.int16).max:
+                    raise ValueError(f"{k}: values up to {np.abs(arrays[k]).max():.1f} mm do not fit int16 at "
+                                     f"quantum {quantum_mm} mm; use a larger quantum")
+                arrays[k] = q.astype(np.int16)
+                arrays[k + ".quantum"] = np.array(quantum_mm, np.float64)
         if self.pose_basis is not None:
             arrays["pose_basis"] = self.pose_basis.cpu().numpy()
+        if self.albedo is not None:
+            arrays["albedo"] = self.albedo.cpu().numpy()
         for k, lm in self.landmarks.items():
             arrays[f"landmarks/{k}/vertex_ids"] = lm.vertex_ids.cpu().numpy().astype(np.int32)
             arrays[f"landmarks/{k}/weights"] = lm.weights.cpu().numpy()
         for k, r in self.regions.items():
             arrays[f"regions/{k}"] = r.cpu().numpy().astype(np.int32)
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
+        from face3d.fileio import atomic_write
+
+        atomic_write(path, lambda f: write_npz_deterministic(f, arrays))
+
+
+def write_npz_deterministic(f, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as a compressed ``.npz`` into the binary file ``f``, reproducibly:
+    members in sorted order, each with the zip epoch as its timestamp (``np.savez`` stamps the
+    current time, so two saves of one model differ)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+        for k in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arrays[k]), allow_pickle=False)
+            info = zipfile.ZipInfo(k + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, buf.getvalue(), compresslevel=6)
 
 
 def _rt(R: Tensor, t: Tensor) -> Tensor:
@@ -420,6 +462,9 @@ def load_npz(path: str | Path) -> MorphableModel:
         arrays = {k: data[k] for k in data.files}
     except Exception as e:
         raise ModelFormatError(f"{path} is truncated or corrupt ({type(e).__name__}: {e})") from e
+    for k in [k for k in arrays if k.endswith(".quantum")]:  # int16 bases written with quantum_mm
+        base = k[: -len(".quantum")]
+        arrays[base] = (arrays[base].astype(np.float32) * np.float32(arrays.pop(k)))
     landmarks = {}
     for k in files:
         if k.startswith("landmarks/") and k.endswith("/vertex_ids"):
@@ -441,6 +486,7 @@ def load_npz(path: str | Path) -> MorphableModel:
         joint_regressor=arrays["joint_regressor"],
         skin_weights=arrays["skin_weights"],
         pose_basis=arrays.get("pose_basis"),
+        albedo=arrays.get("albedo"),
         landmarks=landmarks,
         regions=regions,
         source=str(path),

@@ -1,4 +1,6 @@
-"""Generate the toolkit's built-in morphable head (``assets/builtin_head.npz``) procedurally.
+"""Generate the toolkit's procedural character head (``assets/character_head.npz``, model spec
+``"character"``): a stylised head for fast tests and cartoon use (the default head is the
+ICT-FaceKit one, :mod:`face3d.models.ict_build`).
 
 Run ``python -m face3d.models.builtin_generator [--out PATH]``. No data is downloaded: the head is
 sampled from an implicit sculpt (:mod:`face3d.models.builtin_sdf`) on a fixed grid topology
@@ -64,12 +66,12 @@ def build_arrays() -> dict:
     }
 
 
-def build_builtin_model() -> MorphableModel:
-    """The built-in head as a :class:`MorphableModel` (about 10 s on one core)."""
+def build_character_model() -> MorphableModel:
+    """The character head as a :class:`MorphableModel` (about 10 s on one core)."""
     a = build_arrays()
     K = a["identity_basis"].shape[2]
     return MorphableModel(
-        name="builtin",
+        name="character",
         template=a["template"],
         faces=a["faces"],
         uvs=a["uvs"],
@@ -88,12 +90,12 @@ def build_builtin_model() -> MorphableModel:
 
 
 def main(argv=None) -> int:
-    from face3d.models import BUILTIN_PATH
+    from face3d.models import CHARACTER_PATH
 
     ap = argparse.ArgumentParser(prog="python -m face3d.models.builtin_generator", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=BUILTIN_PATH, help=f"output .npz (default {BUILTIN_PATH})")
+    ap.add_argument("--out", type=Path, default=CHARACTER_PATH, help=f"output .npz (default {CHARACTER_PATH})")
     args = ap.parse_args(argv)
-    model = build_builtin_model()
+    model = build_character_model()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save_npz(args.out)
     print(f"wrote {args.out}: {model.n_vertices} vertices, {model.n_faces} faces, "

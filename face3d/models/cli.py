@@ -1,4 +1,4 @@
-"""``face3d model-sheet``: render a morphable model's contact sheet (mean, identity extremes, expressions)."""
+"""``face3d model-sheet`` (a model's contact sheet) and ``face3d build-head`` (the bundled head from ICT-FaceKit)."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,27 @@ def register(subparsers) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "nvdiffrast", "pytorch3d"), default="auto",
                    help="face3d.render backend (auto: nvdiffrast on CUDA, else torch)")
     p.set_defaults(func=run)
+
+    p = subparsers.add_parser(
+        "build-head",
+        help="build the bundled head (assets/builtin_head.npz) from an ICT-FaceKit FaceXModel folder",
+        description="Build the compact bundled head from ICT-FaceKit (MIT): skin, mouth, teeth and eyes "
+        "of ICT's topology, 100 identity modes, 53 expressions, measured jaw, painted albedo.",
+    )
+    build_head_parser(p)
+
+
+def build_head_parser(p: argparse.ArgumentParser) -> None:
+    """The flags of ``face3d build-head`` (also ``python -m face3d.models.ict_build``)."""
+    p.add_argument("folder", help="ICT-FaceKit FaceXModel folder (generic_neutral_mesh.obj, identity*.obj, ...)")
+    p.add_argument("--out", default=None, help="output .npz (default assets/builtin_head.npz)")
+    p.set_defaults(func=_build_head)
+
+
+def _build_head(args: argparse.Namespace) -> int:
+    from face3d.models.ict_build import run as build
+
+    return build(args)
 
 
 def run(args: argparse.Namespace) -> int:

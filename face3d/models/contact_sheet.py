@@ -23,33 +23,32 @@ class ContactSheetConfig:
     tile: int = 200
     n_identity: int = 6
     sigma: float = 3.0
-    camera_distance: float = 520.0  # mm from the look-at point (head centre, a little low)
     fov_deg: float = 30.0
+    fill: float = 0.62  # the head's largest extent (without the neck) as a fraction of the tile
     backend: Literal["auto", "torch", "nvdiffrast", "pytorch3d"] = "auto"  # face3d.render backend
 
 
 VIEWS = {"front": 0.0, "3/4": 40.0, "side": 90.0}
 
 
-def _renderer_views(vertices, faces, colors, cfg: ContactSheetConfig, views=VIEWS):
-    """(V, 3) mm vertices -> one (tile, tile, 3) uint8 image per view: cameras orbiting a point
-    a little below the head centre at ``camera_distance``, key light from each camera's upper
-    left (:func:`face3d.viz.render_preview`)."""
-    import torch
-
+def _renderer_views(vertices, faces, colors, cfg: ContactSheetConfig, center, radius: float, views=VIEWS):
+    """(V, 3) mm vertices -> one (tile, tile, 3) uint8 image per view: cameras orbiting
+    ``center`` framing ``radius`` (:func:`face3d.viz.head_framing`), key light from each
+    camera's upper left (:func:`face3d.viz.render_preview`)."""
     from face3d.viz import PreviewConfig, render_preview
 
     pcfg = PreviewConfig(size=cfg.tile, fov_deg=cfg.fov_deg, margin=1.0,
                          light_dir=(-math.sin(0.5), 0.45, math.cos(0.5)))
-    # render_preview frames a sphere: this radius puts the camera camera_distance from the target
-    radius = cfg.camera_distance * math.sin(math.radians(cfg.fov_deg) / 2)
-    imgs = render_preview(vertices, faces, list(views.values()), pcfg, center=torch.tensor([0.0, -15.0, 0.0]),
+    imgs = render_preview(vertices, faces, list(views.values()), pcfg, center=center,
                           radius=radius, vertex_colors=colors, backend=cfg.backend)
     return list(imgs)
 
 
 def model_colors(model) -> np.ndarray:
-    """(V, 3) float colours: skin, white eyeballs with a dark iris, dark mouth interior."""
+    """(V, 3) float colours: the model's own ``albedo`` when it has one, else skin, white
+    eyeballs with a dark iris and a dark mouth interior painted from its regions."""
+    if model.albedo is not None:
+        return model.albedo.numpy().astype(np.float64)
     V = model.n_vertices
     col = np.tile(np.array([0.86, 0.68, 0.58]), (V, 1))
     regions = model.regions
@@ -85,16 +84,19 @@ def make_contact_sheet(model, out_path: str | Path, cfg: ContactSheetConfig = Co
 
     faces = model.faces.numpy()
     colors = model_colors(model)
+    from face3d.viz import head_framing
+
+    center, radius = head_framing(model, fill=cfg.fill)
 
     def render(v):
-        return _renderer_views(v, faces, colors, cfg)
+        return _renderer_views(v, faces, colors, cfg, center, radius)
 
     items = []
     with torch.no_grad():
         items.append(("mean", render(model().vertices[0].numpy())))
         nid = min(cfg.n_identity, model.n_identity)
         id_names = [f"id{k}" for k in range(model.n_identity)]
-        if model.name == "builtin":
+        if model.name == "character":
             from face3d.models.builtin_blendshapes import IDENTITY_NAMES
 
             if len(IDENTITY_NAMES) == model.n_identity:

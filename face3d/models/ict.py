@@ -16,10 +16,14 @@ ICT's frame already is the toolkit's (+y up, +z out of the face, +x to the subje
 applied. Polygons are fan triangulated in
 file order and vertex order is kept.
 
-ICT has **no skeleton**: the joint regressor and skin weights built here are heuristics
-(documented in :func:`_ict_joints` and :func:`_ict_skinning`) so that the generic LBS works:
-eyeballs rotate about their centroids, the jaw pivots near the temporomandibular joints, the head
-turns about a point behind the mouth at the skull base, the neck bends from its bottom ring.
+ICT has **no skeleton**: the joints and skin weights are built here (:func:`_ict_joints`,
+:func:`_ict_skinning`) so that the generic LBS works. Where the folder has ``jawOpen``, the jaw is
+measured from it: ICT's ``jawOpen`` moves the lower teeth rigidly (a 25.3 degree rotation about
+the x axis, 0.08 mm mean residual on the full model), so the jaw joint is that rotation's pivot
+and each vertex's jaw weight is how much of that rotation ``jawOpen`` gives it (smoothed); without
+it the jaw pivots at a point placed by proportions. Eyeballs rotate rigidly about their centroids,
+the head turns about a point behind the mouth at the skull base, the neck bends from its bottom
+ring.
 Regions come from ICT's documented vertex ranges (face area 0-9408, eyeballs, teeth, ...) plus
 the geometric rules of :mod:`face3d.models.regions`; all are approximations.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +65,10 @@ ICT_RANGES = {
     "teeth": (17039, 21450),
     "eyeball_left": (21451, 23020),
     "eyeball_right": (23021, 24590),
+    "sclera_left": (21451, 22220),
+    "iris_left": (22221, 23020),
+    "sclera_right": (23021, 23790),
+    "iris_right": (23791, 24590),
     "lacrimal_fluid": (24591, 24998),
     "eye_blend": (24999, 25046),
     "eye_occlusion": (25047, 25350),
@@ -185,9 +194,14 @@ def load_ict(folder: str | Path, *, name: str = "ict") -> MorphableModel:
     if documented:
         landmarks["ibug68"] = LandmarkSet.from_vertices(ICT_IBUG68)
         lm_pos = template[list(ICT_IBUG68)]
-    joints_pos, regressor, eyes_idx, skin = _ict_joints(template, lm_pos, documented)
+    names = [n for n, _ in exprs]
+    jaw_fit = fit_jaw_rotation(template, expression_basis[:, :, names.index("jawOpen")],
+                               _rng("teeth") if documented else None) if "jawOpen" in names else None
+    joints_pos, regressor, eyes_idx, skin = _ict_joints(template, lm_pos, documented, jaw_fit)
+    # scalp_back must not move with any expression (stabilizers read the skull there): 0.01 mm is
+    # below what ICT's six-decimal centimetre files can express, so the region is exactly rigid.
     regions = derive_regions(template, joints_pos[3], joints_pos[4], skin=skin, eyes=eyes_idx, landmarks68=lm_pos,
-                             expression_basis=expression_basis, expression_scale=1.0)
+                             expression_basis=expression_basis, expression_scale=1.0, rigid_tol_mm=0.01)
     if documented:
         face_area = np.zeros(V, bool)
         face_area[_rng("face_area")] = True
@@ -201,7 +215,17 @@ def load_ict(folder: str | Path, *, name: str = "ict") -> MorphableModel:
         regions["eyelashes"] = _rng("eyelashes")
         regions["eye_left"] = _rng("eyeball_left")
         regions["eye_right"] = _rng("eyeball_right")
-    skin_weights = _ict_skinning(template, joints_pos, lm_pos, skin, eyes_idx, documented)
+        for k in ("sclera_left", "sclera_right", "iris_left", "iris_right"):
+            regions[k] = _rng(k)
+        regions.update(_iris_disks(template))
+        regions["iris"] = np.concatenate([regions["iris_disk_left"], regions["iris_disk_right"]])
+        regions["skin"] = np.nonzero(skin)[0]
+        regions["skull"] = np.setdiff1d(np.nonzero(skin)[0], regions["neck"])  # the head without the neck
+        landmarks["now7"] = LandmarkSet.from_vertices(np.asarray(ICT_IBUG68)[[36, 39, 42, 45, 33, 48, 54]])
+    jaw_open = expression_basis[:, :, names.index("jawOpen")] if jaw_fit is not None else None
+    skin_weights = _ict_skinning(template, joints_pos, lm_pos, skin, eyes_idx, documented, jaw_fit, jaw_open,
+                                 mesh.faces)
+    pose_basis = None if jaw_fit is None else jaw_pose_corrective(template, jaw_open, skin_weights[:, 2], jaw_fit)
     return MorphableModel(
         name=name,
         template=template.astype(np.float32),
@@ -210,24 +234,45 @@ def load_ict(folder: str | Path, *, name: str = "ict") -> MorphableModel:
         uv_faces=mesh.uv_faces,
         identity_basis=identity_basis,
         expression_basis=expression_basis,
-        expression_names=[n for n, _ in exprs],
+        expression_names=names,
         identity_std=np.ones(identity_basis.shape[2], np.float32),
         expression_std=np.full(expression_basis.shape[2], 0.5, np.float32),
         joint_regressor=regressor.astype(np.float32),
         skin_weights=skin_weights.astype(np.float32),
         landmarks=landmarks,
         regions=regions,
-        pose_basis=None,
+        pose_basis=pose_basis,
         source=str(folder),
     )
 
 
-def _ict_joints(template: np.ndarray, lm: np.ndarray | None, documented: bool):
-    """Heuristic joints: positions (5, 3) mm, regressor (5, V), eyeball indices, skin mask.
+IRIS_RADIUS_MM = 5.85  # half the human horizontal iris diameter, 11.7 +- 0.5 mm
+
+
+def _iris_disks(template: np.ndarray) -> dict[str, np.ndarray]:
+    """``iris_disk_left/right``: the visible iris, vertices of ICT's outer eyeball (sclera and
+    cornea) in front of its centre within :data:`IRIS_RADIUS_MM` of its forward (+z) axis.
+
+    ICT's ``M_Iris`` mesh is a whole inner ball that carries the iris in a texture ICT-FaceKit
+    does not ship, so the disk's size is the human average, not a measurement of the scan.
+    """
+    out = {}
+    for side in ("left", "right"):
+        ids = _rng(f"sclera_{side}")
+        p = template[ids]
+        c = p.mean(0)
+        r = np.linalg.norm(p[:, :2] - c[:2], axis=1)
+        out[f"iris_disk_{side}"] = ids[(p[:, 2] > c[2]) & (r < IRIS_RADIUS_MM)]
+    return out
+
+
+def _ict_joints(template: np.ndarray, lm: np.ndarray | None, documented: bool, jaw_fit: "JawFit | None" = None):
+    """Joints: positions (5, 3) mm, regressor (5, V), eyeball indices, skin mask.
 
     - eyes: centroids of the eyeball vertices (exact: uniform regressor weights);
-    - jaw: on the midline, 0.1 d above the nose bottom (landmark 33), 0.1 d behind the face
-      contour's ear-side points (landmarks 0, 16): about where the condyles' axis crosses it;
+    - jaw: the pivot of ``jawOpen``'s rotation when measured (``jaw_fit``), else on the midline,
+      0.1 d above the nose bottom (landmark 33), 0.1 d behind the face contour's ear-side points
+      (landmarks 0, 16): about where the condyles' axis crosses it;
     - neck (head joint): midline, 0.5 d below the nose bottom, 0.55 d behind the contour points:
       near the skull base;
     - root: the centroid of a ring around the neck one ``d`` below the chin (skin vertices within
@@ -250,7 +295,7 @@ def _ict_joints(template: np.ndarray, lm: np.ndarray | None, documented: bool):
         e, d = head_frame(template[eyes_l].mean(0), template[eyes_r].mean(0))
         contour_z = (lm[0, 2] + lm[16, 2]) / 2
         nose_y = lm[33, 1]
-        jaw = np.array([e[0], nose_y + 0.1 * d, contour_z - 0.1 * d])
+        jaw = jaw_fit.pivot if jaw_fit is not None else np.array([e[0], nose_y + 0.1 * d, contour_z - 0.1 * d])
         neck = np.array([e[0], nose_y - 0.5 * d, contour_z - 0.55 * d])
         anchors = np.asarray(ICT_IBUG68)
         reg[2] = affine_regressor(template, anchors, jaw)
@@ -281,14 +326,112 @@ def _ict_joints(template: np.ndarray, lm: np.ndarray | None, documented: bool):
     return reg @ template, reg, eyes_idx, skin
 
 
-def _ict_skinning(template, joints, lm, skin, eyes_idx, documented) -> np.ndarray:
+@dataclass(frozen=True)
+class JawFit:
+    """The rigid jaw motion inside a ``jawOpen`` blendshape: ``x -> R x + t`` on the mandible.
+
+    ``pivot`` (3,) mm is the point on the rotation axis nearest the mandible's centroid (the jaw
+    joint), ``angle`` the rotation in radians, ``residual_mm`` the mean distance between the
+    rigid motion and the blendshape on the vertices it was fitted to.
+    """
+
+    R: np.ndarray
+    t: np.ndarray
+    pivot: np.ndarray
+    angle: float
+    residual_mm: float
+
+
+def fit_jaw_rotation(template: np.ndarray, jaw_open: np.ndarray, candidates: np.ndarray | None = None) -> JawFit:
+    """Measure the jaw rotation in a ``jawOpen`` blendshape.
+
+    Args:
+        template: (V, 3) mm.
+        jaw_open: (V, 3) mm, the blendshape's offsets at weight 1.
+        candidates: vertex indices that may belong to the mandible (ICT: the teeth); the ones
+            moved by at least half of the largest offset among them are fitted (the lower teeth).
+            Default: every vertex.
+
+    Returns:
+        :class:`JawFit` from a least-squares rigid fit (Kabsch) of those vertices' motion.
+    """
+    x = np.asarray(template, np.float64)
+    d = np.asarray(jaw_open, np.float64)
+    cand = np.arange(len(x)) if candidates is None else np.asarray(candidates, np.int64)
+    mag = np.linalg.norm(d[cand], axis=1)
+    if not mag.max() > 0:
+        raise ValueError("jawOpen moves none of the candidate vertices; cannot measure a jaw rotation")
+    idx = cand[mag >= 0.5 * mag.max()]
+    X, Y = x[idx], x[idx] + d[idx]
+    cx, cy = X.mean(0), Y.mean(0)
+    U, _, Vt = np.linalg.svd((Y - cy).T @ (X - cx))
+    R = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+    t = cy - R @ cx
+    angle = float(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
+    axis = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    axis = axis / max(np.linalg.norm(axis), 1e-12)
+    # (I - R) p = t has a line of solutions (the axis); take the point nearest the mandible.
+    p, *_ = np.linalg.lstsq(np.eye(3) - R, t, rcond=None)
+    p = p + axis * float(axis @ (cx - p))
+    residual = float(np.linalg.norm(X @ R.T + t - Y, axis=1).mean())
+    return JawFit(R=R, t=t, pivot=p, angle=angle, residual_mm=residual)
+
+
+def jaw_pose_corrective(template: np.ndarray, jaw_open: np.ndarray, w_jaw: np.ndarray, fit: JawFit) -> np.ndarray:
+    """FLAME-style pose corrective (36, V*3) mm that makes the jaw joint reproduce ``jawOpen``.
+
+    Skinning blends the jaw's rotation into the skin with weights in [0, 1], which cannot bend the
+    chin and cheeks the way ICT's scanned ``jawOpen`` does. The corrective is the rest-pose offset
+    that, skinned by the jaw rotation of ``fit.angle``, lands every vertex exactly on
+    ``template + jaw_open``; it is driven linearly by ``sin`` of the jaw's rotation about x (the
+    (2, 1) entry of ``R - I`` of joint 2, row 16 of the 36 FLAME pose features), so a jaw rotation
+    of ``fit.angle`` gives ``jawOpen`` and smaller openings a proportional share.
+    """
+    x = np.asarray(template, np.float64)
+    w = np.asarray(w_jaw, np.float64)[:, None, None]
+    R = np.cos(fit.angle) * np.eye(3) + np.sin(fit.angle) * np.array([[0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
+    R[0, 0] = 1.0
+    t = fit.pivot - R @ fit.pivot
+    M = w * R + (1 - w) * np.eye(3)  # (V, 3, 3) blended rotation part of each vertex's transform
+    target = x + np.asarray(jaw_open, np.float64) - w[:, :, 0] * t
+    c = np.linalg.solve(M, target[..., None])[..., 0] - x
+    pb = np.zeros((36, x.size), np.float32)
+    pb[9 + 2 * 3 + 1] = (c / np.sin(fit.angle)).reshape(-1)
+    return pb
+
+
+def _smooth_on_mesh(values: np.ndarray, faces: np.ndarray, free: np.ndarray, iterations: int) -> np.ndarray:
+    """Average ``values`` (V,) over mesh neighbours ``iterations`` times, changing only ``free``
+    vertices (the others act as fixed boundary values)."""
+    import scipy.sparse as sp
+
+    V = len(values)
+    f = np.asarray(faces, np.int64)
+    i = np.concatenate([f[:, 0], f[:, 1], f[:, 2], f[:, 1], f[:, 2], f[:, 0]])
+    j = np.concatenate([f[:, 1], f[:, 2], f[:, 0], f[:, 0], f[:, 1], f[:, 2]])
+    A = sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(V, V))
+    A.data[:] = 1.0  # duplicate edges count once
+    deg = np.asarray(A.sum(1)).ravel()
+    w = values.astype(np.float64).copy()
+    for _ in range(iterations):
+        avg = np.divide(A @ w, deg, out=w.copy(), where=deg > 0)
+        w = np.where(free, avg, w)
+    return w
+
+
+def _ict_skinning(template, joints, lm, skin, eyes_idx, documented, jaw_fit: JawFit | None = None,
+                  jaw_open: np.ndarray | None = None, faces: np.ndarray | None = None) -> np.ndarray:
     """Heuristic skin weights (V, 5), rows summing to 1 (``d`` = interocular distance).
 
     - eyeballs: 100% on their eye joint;
     - root: skin below ``chin - 0.3 d`` ramps (smoothstep) to 100% at the bottom of the neck;
-    - jaw: skin below the mouth corners (ramp over 0.25 d), in front of the jaw joint (ramp
-      over 0.5 d starting 0.1 d behind it) and above the throat (fades out 0.05-0.35 d below
-      the chin); lower teeth and gums below the mouth line 100%;
+    - jaw, measured (``jaw_fit`` and the ``jaw_open`` offsets given): each vertex's share of the
+      fitted rotation in ``jawOpen`` (the projection of its offset on the rigid motion's, clipped
+      to [0, 1]); vertices the rotation hardly moves (< 2 mm, near the pivot) and the seams
+      between the two cases are filled by 30 rounds of neighbour averaging on the skin;
+    - jaw, otherwise: skin below the mouth corners (ramp over 0.25 d), in front of the jaw joint
+      (ramp over 0.5 d starting 0.1 d behind it) and above the throat (fades out 0.05-0.35 d
+      below the chin); lower teeth and gums below the mouth line 100%;
     - neck (head): everything else, so the skull, forehead and upper face move rigidly with it.
     """
     V = len(template)
@@ -307,12 +450,22 @@ def _ict_skinning(template, joints, lm, skin, eyes_idx, documented) -> np.ndarra
         * smoothstep((z - (joints[2, 2] - 0.1 * d)) / (0.5 * d))
         * (1 - smoothstep((chin_y - 0.05 * d - y) / (0.3 * d)))
     )
-    if documented:
-        w_jaw[_rng("eyeball_left")] = 0
-        w_jaw[_rng("eyeball_right")] = 0
+    if jaw_fit is not None and jaw_open is not None:
+        x = np.asarray(template, np.float64)
+        r = x @ jaw_fit.R.T + jaw_fit.t - x
+        rr = (r * r).sum(1)
+        measured = rr > 2.0**2
+        w_data = np.clip((np.asarray(jaw_open, np.float64) * r).sum(1) / np.maximum(rr, 1e-12), 0, 1)
+        w_jaw = np.where(measured, w_data, w_jaw)
+        if faces is not None:
+            w_jaw = _smooth_on_mesh(w_jaw, faces, skin & ~measured, 30)
+    elif documented:
         for r in ("teeth", "gums_and_tongue"):
             idx = _rng(r)
             w_jaw[idx] = (y[idx] < mouth_y).astype(float)
+    if documented:
+        w_jaw[_rng("eyeball_left")] = 0
+        w_jaw[_rng("eyeball_right")] = 0
     w_jaw = w_jaw * (1 - w_root)
     W[:, 0] = w_root
     W[:, 2] = w_jaw

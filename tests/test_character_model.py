@@ -1,11 +1,12 @@
-"""The built-in head model (assets/builtin_head.npz): dimensions, rig, bases, landmarks, regions."""
+"""The procedural character head (assets/character_head.npz, model "character"): dimensions, rig,
+bases, landmarks, regions."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from face3d.models import REQUIRED_REGIONS, BUILTIN_PATH, MorphableModel
+from face3d.models import REQUIRED_REGIONS, CHARACTER_PATH, MorphableModel
 
 REQUIRED_EXPRESSIONS = (
     "jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthSmile_L", "mouthSmile_R", "mouthFrown_L",
@@ -17,15 +18,15 @@ BROW_NOSE = ("browInnerUp", "browDown_L", "browDown_R", "browOuterUp_L", "browOu
 
 
 @pytest.fixture(scope="module")
-def model(builtin_model) -> MorphableModel:
-    return builtin_model
+def model(character_model) -> MorphableModel:
+    return character_model
 
 
 @pytest.fixture(scope="module")
-def model64(builtin_model) -> MorphableModel:
+def model64(character_model) -> MorphableModel:
     import copy
 
-    return copy.deepcopy(builtin_model).double()
+    return copy.deepcopy(character_model).double()
 
 
 def _breadth(v: torch.Tensor, skin: torch.Tensor) -> float:
@@ -45,7 +46,7 @@ def test_loads_with_required_contents(model):
     assert set(REQUIRED_REGIONS) <= set(model.regions)
     assert len(model.landmarks["ibug68"]) == 68 and len(model.landmarks["now7"]) == 7
     assert model.uvs.min() >= 0 and model.uvs.max() <= 1 and model.uv_faces.shape == model.faces.shape
-    assert BUILTIN_PATH.stat().st_size <= 10 * 2**20
+    assert CHARACTER_PATH.stat().st_size <= 10 * 2**20
 
 
 def test_skin_uv_layout_has_no_flipped_or_seam_stretched_triangles(model):
@@ -220,10 +221,10 @@ def test_identity_extremes_change_breadth_and_stay_plausible(model):
 
 def test_generator_reproduces_the_committed_file():
     from face3d.models.base import load_npz
-    from face3d.models.builtin_generator import build_builtin_model
+    from face3d.models.builtin_generator import build_character_model
 
-    fresh = build_builtin_model()
-    saved = load_npz(BUILTIN_PATH)
+    fresh = build_character_model()
+    saved = load_npz(CHARACTER_PATH)
     for name in ("template", "faces", "uvs", "uv_faces", "identity_basis", "expression_basis", "joint_regressor",
                  "skin_weights"):
         assert torch.equal(getattr(fresh, name), getattr(saved, name)), name
@@ -232,15 +233,15 @@ def test_generator_reproduces_the_committed_file():
     assert torch.equal(fresh.landmarks["ibug68"].vertex_ids, saved.landmarks["ibug68"].vertex_ids)
 
 
-def test_contact_sheet_shows_every_item(tmp_path, builtin_model):
+def test_contact_sheet_shows_every_item(tmp_path, character_model):
     from PIL import Image
 
     from face3d.models.contact_sheet import ContactSheetConfig, make_contact_sheet
 
     cfg = ContactSheetConfig(tile=32, n_identity=1)
-    path = make_contact_sheet(builtin_model, tmp_path / "sheet.png", cfg)
+    path = make_contact_sheet(character_model, tmp_path / "sheet.png", cfg)
     img = np.asarray(Image.open(path).convert("RGB")).astype(int)
-    items = 1 + 2 + builtin_model.n_expression + 1  # mean, +-sigma of one component, expressions, jaw
+    items = 1 + 2 + character_model.n_expression + 1  # mean, +-sigma of one component, expressions, jaw
     rows = -(-items // 4)
     assert img.shape == (rows * (32 + 16), 4 * 3 * 32, 3)
     # every rendered view of every item contains the head (non-white pixels)
