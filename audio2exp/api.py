@@ -241,3 +241,27 @@ class StreamingPredictor:
         if T <= self.done:
             return {}
         return self._frames(T, final=True)
+
+
+def save_sequence(path, seq: dict[str, np.ndarray]) -> Path:
+    """Write a sequence as ``.npz`` (readable by :func:`audio2exp.animate.load_sequence`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{k: np.asarray(v) for k, v in seq.items()})
+    return path
+
+
+def save_csv(path, seq: dict[str, np.ndarray], expression_names) -> Path:
+    """ARKit-style CSV: one row per frame, ``time_s`` then one column per expression channel
+    (named as the model names them, e.g. ``jawOpen``, ``mouthSmile_L``), then the jaw and, when
+    present, neck rotation (``jawRotX..Z``, ``neckRotX..Z``, radians)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    e = np.asarray(seq["expression"])
+    cols = [np.arange(len(e))[:, None] / float(seq.get("fps", 25.0)), e, np.asarray(seq["jaw"])]
+    names = ["time_s", *expression_names, "jawRotX", "jawRotY", "jawRotZ"]
+    if "neck" in seq:
+        cols.append(np.asarray(seq["neck"]))
+        names += ["neckRotX", "neckRotY", "neckRotZ"]
+    np.savetxt(path, np.concatenate(cols, 1), delimiter=",", header=",".join(names), comments="", fmt="%.5f")
+    return path

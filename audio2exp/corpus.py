@@ -1,10 +1,12 @@
-"""A deterministic, seeded speech corpus with exact phoneme timings.
+"""A seeded speech corpus with exact phoneme timings.
 
 Speech comes from espeak-ng's C library (the ``espeakng-loader`` wheel ships ``libespeak-ng.so``
 and its data; GPL-3+, so it is called through ctypes, never vendored). Its phoneme events give
 each phoneme's start in samples; a phoneme ends where the next event (or the audio) starts.
 Texts are random sentences over the CMU pronouncing dictionary that ships in the
-``pocketsphinx`` wheel. Everything is a pure function of the seed.
+``pocketsphinx`` wheel. Texts, voices, rates and pitches are pure functions of the seed; the
+audio itself is not bit-exact: espeak-ng 1.52 varies by a few samples (well under 1 % of the
+duration, phones unchanged) from call to call, even after ``espeak_ng_SetRandSeed``.
 
 Optional extra engines (flite, festival from apt) are not used: ``make test`` can rely only on
 pip packages.
@@ -155,7 +157,7 @@ def _word_split(word: str) -> int:
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    """Corpus generation settings; the corpus is a pure function of these."""
+    """Corpus generation settings; texts, voices and parameters are pure functions of these."""
 
     n_utterances: int = 400
     seed: int = 0

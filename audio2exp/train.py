@@ -27,10 +27,10 @@ from face3d.models import MorphableModel
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "builtin"
-    n_utterances: int = 600
+    n_utterances: int = 400
     n_augmented: int = 2  # degraded copies per utterance (0: clean only)
     augment: bool = True
-    steps: int = 2500
+    steps: int = 1500
     batch: int = 12
     crop: int = 120  # network frames per training crop (2.4 s)
     lr: float = 2e-3
@@ -200,6 +200,17 @@ def save_weights(path, net: Audio2Exp, model: MorphableModel, cfg: TrainConfig, 
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(blob, tmp)
     tmp.replace(path)
+
+
+def train_and_save(cfg: TrainConfig, out, progress=print) -> dict:
+    """Train for ``cfg.model`` and write the weights to ``out`` (what ``audio2exp train`` runs)."""
+    import face3d
+
+    model = face3d.load_model(cfg.model)
+    net, log = train(cfg, model=model, progress=progress)
+    save_weights(out, net, model, cfg, log)
+    progress(f"wrote {out}: data {log['data_seconds']:.0f} s, training {log['train_seconds']:.0f} s")
+    return log
 
 
 def quick_config(**kw) -> TrainConfig:
