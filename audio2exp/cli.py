@@ -85,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
     from audio2exp.train import TrainConfig, train_and_save
 
     cfg = TrainConfig(model=args.model, n_utterances=args.n_utterances, steps=args.steps, threads=args.threads,
-                      augment=not args.no_augment, seed=args.seed)
+                      augment=not args.no_augment, seed=args.seed, checkpoint_every=args.checkpoint_every)
     import face3d
 
     out = args.out or f"assets/audio2exp_{face3d.load_model(args.model).name}.pt"
@@ -156,7 +156,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the audio-to-expression network from scratch (synthetic corpus)")
     p.add_argument("--model", default="builtin")
     p.add_argument("--out", default=None, help="default assets/audio2exp_<model>.pt")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps")
     p.add_argument("--n-utterances", type=int, default=400)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -30,7 +30,7 @@ class TrainConfig:
     n_utterances: int = 400
     n_augmented: int = 2  # degraded copies per utterance (0: clean only)
     augment: bool = True
-    steps: int = 1500
+    steps: int = 1000
     batch: int = 12
     crop: int = 120  # network frames per training crop (2.4 s)
     lr: float = 2e-3
@@ -42,6 +42,7 @@ class TrainConfig:
     d_model: int = 96
     n_layers: int = 3
     log_every: int = 100
+    checkpoint_every: int = 0  # steps between intermediate saves by train_and_save (0: only at the end)
 
 
 class LipSpace:
@@ -139,13 +140,17 @@ def lip_loss(lips: LipSpace, out: dict, expression, jaw, labels, mask, w_velocit
 
 
 def train(cfg: TrainConfig = TrainConfig(), model: MorphableModel | None = None, examples: list | None = None,
-          progress=print) -> tuple[Audio2Exp, dict]:
-    """Train from scratch. Returns the network (eval mode) and a log with the loss history."""
+          progress=print, checkpoint=None) -> tuple[Audio2Exp, dict]:
+    """Train from scratch. Returns the network (eval mode) and a log with the loss history.
+
+    ``checkpoint(net, log)`` is called every ``cfg.checkpoint_every`` steps (network in eval mode).
+    """
     import face3d
 
     from audio2exp.corpus import CorpusConfig, generate_corpus
     from audio2exp.rig import model_rig
 
+    progress = progress or (lambda *_: None)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = model or face3d.load_model(cfg.model)
@@ -178,7 +183,12 @@ def train(cfg: TrainConfig = TrainConfig(), model: MorphableModel | None = None,
         opt.step()
         sched.step()
         history.append(float(loss.detach()))
-        if progress and (step % cfg.log_every == 0 or step == cfg.steps - 1):
+        if checkpoint and cfg.checkpoint_every and step and step % cfg.checkpoint_every == 0:
+            net.eval()
+            checkpoint(net, {"history": history, "data_seconds": t_data, "rig_method": rig.method, "steps_done": step,
+                             "train_seconds": time.time() - t0 - t_data})
+            net.train()
+        if (step % cfg.log_every == 0 or step == cfg.steps - 1):
             progress(f"step {step:5d}  loss {np.mean(history[-cfg.log_every:]):.3f}  " +
                      "  ".join(f"{k} {v:.3f}" for k, v in parts.items()) + f"  ({time.time() - t0:.0f} s)")
     net.eval()
@@ -207,8 +217,9 @@ def train_and_save(cfg: TrainConfig, out, progress=print) -> dict:
     import face3d
 
     model = face3d.load_model(cfg.model)
-    net, log = train(cfg, model=model, progress=progress)
-    save_weights(out, net, model, cfg, log)
+    net, log = train(cfg, model=model, progress=progress,
+                     checkpoint=lambda n, lg: save_weights(out, n, model, cfg, lg, {"steps_done": lg["steps_done"]}))
+    save_weights(out, net, model, cfg, log, {"steps_done": cfg.steps})
     progress(f"wrote {out}: data {log['data_seconds']:.0f} s, training {log['train_seconds']:.0f} s")
     return log
 
