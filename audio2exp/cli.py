@@ -27,7 +27,8 @@ def _render(args, model, seq_np: dict, audio_path) -> None:
     cfg = AnimationConfig(size=args.size, fps=args.fps)
     seq = {k: torch.as_tensor(v) for k, v in seq_np.items() if k in SEQUENCE_KEYS}
     frames = render_sequence(model, seq, cfg=cfg)
-    write_video(args.out, frames, fps=cfg.fps, audio=audio_path)
+    gif = str(args.out).lower().endswith(".gif")  # a GIF carries no sound
+    write_video(args.out, frames, fps=cfg.fps, audio=None if gif else audio_path)
     print(f"wrote {args.out} ({len(frames)} frames at {cfg.fps} fps)", file=sys.stderr)
 
 
@@ -56,6 +57,8 @@ def _animate(args: argparse.Namespace) -> int:
     if str(args.input).lower().endswith(".npz"):
         model = face3d.load_model(args.model)
         seq = load_sequence(args.input, model)
+        if args.audio is not None and str(args.out).lower().endswith(".gif"):
+            raise SystemExit("--audio: a GIF cannot carry sound; write an .mp4")
         _render(args, model, {k: v.numpy() for k, v in seq.items()}, args.audio)
         return 0
     if args.audio is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -200,8 +201,6 @@ def train(cfg: TrainConfig = TrainConfig(), model: MorphableModel | None = None,
 def save_weights(path, net: Audio2Exp, model: MorphableModel, cfg: TrainConfig, log: dict, extra: dict | None = None) -> None:
     """Write float16 weights with what they were trained for (model name, expression names,
     fingerprint, configs)."""
-    from pathlib import Path
-
     blob = {"network": net.export(), "model_name": model.name, "expression_names": list(model.expression_names),
             "model_fingerprint": model_fingerprint(model), "train_config": asdict(cfg),
             "rig_method": log.get("rig_method"), "train_seconds": log.get("train_seconds"), **(extra or {})}
@@ -220,8 +219,32 @@ def train_and_save(cfg: TrainConfig, out, progress=print) -> dict:
     net, log = train(cfg, model=model, progress=progress,
                      checkpoint=lambda n, lg: save_weights(out, n, model, cfg, lg, {"steps_done": lg["steps_done"]}))
     save_weights(out, net, model, cfg, log, {"steps_done": cfg.steps})
-    progress(f"wrote {out}: data {log['data_seconds']:.0f} s, training {log['train_seconds']:.0f} s")
+    small = record_small_heldout(out, model)
+    progress(f"wrote {out}: data {log['data_seconds']:.0f} s, training {log['train_seconds']:.0f} s; "
+             f"small held-out LVE {small['lve_mm']:.3f} mm (jaw-from-loudness {small['jaw_loudness_lve_mm']:.3f} mm)")
     return log
+
+
+SMALL_HELDOUT = {"n_utterances": 4, "seed": 777}  # the set tests/test_audio2exp_api.py re-checks
+
+
+def record_small_heldout(path, model: MorphableModel) -> dict:
+    """Measure the LVE of the weights at ``path`` (and of the jaw-from-loudness baseline) on a
+    small held-out set and store it in the file as ``small_heldout`` (the test suite re-checks it)."""
+    from audio2exp.api import Predictor
+    from audio2exp.evaluate import EvalConfig, evaluate_synthetic
+    from audio2exp.rig import model_rig
+
+    cfg = EvalConfig(**SMALL_HELDOUT)
+    res = evaluate_synthetic(model, model_rig(model), Predictor.load(path, model), cfg, methods=("ours", "jaw-loudness"))
+    small = {**SMALL_HELDOUT, "lve_mm": res["ours"]["lve_mm"], "jaw_loudness_lve_mm": res["jaw-loudness"]["lve_mm"]}
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob["small_heldout"] = small
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    return small
 
 
 def quick_config(**kw) -> TrainConfig:
