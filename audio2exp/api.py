@@ -30,6 +30,7 @@ class PredictConfig:
     head_motion: bool = False  # slight smooth head motion (neck rotation, about 1-2 degrees)
     seed: int = 0  # for blinks and head motion
     silence_db: float = -60.0  # frames quieter than this (dBFS RMS over 50 ms) are forced to rest
+    closure: tuple[float, float] = (0.7, 1.0)  # P(PP) / P(best other viseme): lips start to close / fully closed
     chunk: int = 1000  # network frames per inference chunk (bounds memory for long audio)
 
 
@@ -39,7 +40,10 @@ class Predictor:
     def __init__(self, net: Audio2Exp, model: MorphableModel, info: dict | None = None):
         if net.cfg.n_expression != model.n_expression:
             raise ValueError(f"weights predict {net.cfg.n_expression} expressions, model {model.name!r} has {model.n_expression}")
+        from audio2exp.rig import model_rig
+
         self.net, self.model, self.info = net.eval(), model, info or {}
+        self.rig = model_rig(model)
 
     @classmethod
     def load(cls, path, model: MorphableModel) -> "Predictor":
@@ -72,7 +76,27 @@ class Predictor:
         a, sr = to_mono(audio, sample_rate)
         a16 = resample(a, sr, SAMPLE_RATE)
         y = self.raw(a16, cfg.chunk)
-        return finish(y, a16, self.model, cfg)
+        return finish(close_bilabials(y, self.rig, cfg.closure), a16, self.model, cfg)
+
+
+def close_bilabials(y: dict[str, np.ndarray], rig, closure: tuple[float, float] = (0.7, 1.0)) -> dict[str, np.ndarray]:
+    """The closure rule of the targets, applied to the network's own viseme head: where the
+    probability of ``PP`` relative to the most probable other viseme exceeds ``closure[0]``,
+    blend toward the closed ``PP`` pose (fully from ``closure[1]``, i.e. when PP is the most
+    likely viseme). Regression alone averages a 30-60 ms closure with its open neighbours and
+    leaves the lips apart; this keeps /p b m/ closed."""
+    from audio2exp.phonemes import VISEME_INDEX
+
+    pp = VISEME_INDEX["PP"]
+    logit = y["viseme"]
+    others = np.delete(logit, pp, axis=-1).max(-1)
+    ratio = np.exp(logit[:, pp] - others)  # P(PP) / P(best other)
+    c = np.clip((ratio - closure[0]) / max(closure[1] - closure[0], 1e-6), 0, 1)[:, None]
+    out = dict(y)
+    out["expression"] = (1 - c) * y["expression"] + c * rig.expression[pp][None]
+    out["jaw"] = (1 - c[:, 0]) * y["jaw"] + c[:, 0] * rig.jaw[pp]
+    out["p_closure"] = c[:, 0]
+    return out
 
 
 def finish(y: dict[str, np.ndarray], audio16k: np.ndarray, model: MorphableModel, cfg: PredictConfig) -> dict[str, np.ndarray]:
