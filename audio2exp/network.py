@@ -48,13 +48,17 @@ class BandedAttention(nn.Module):
         self.bias = nn.Parameter(torch.zeros(heads, past + future + 1))
         self.drop = dropout
 
-    def forward(self, x: Tensor) -> Tensor:
+    def band(self, T: int, device) -> tuple[Tensor, Tensor]:
+        """(T, T) bias-table index of each (query i, key j) pair and the (T, T) bool band mask."""
+        rel = torch.arange(T, device=device)[None, :] - torch.arange(T, device=device)[:, None]  # j - i
+        inband = (rel >= -self.past) & (rel <= self.future)
+        return (rel + self.past).clamp(0, self.past + self.future), inband
+
+    def forward(self, x: Tensor, band: tuple[Tensor, Tensor] | None = None) -> Tensor:
         B, T, d = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-        rel = torch.arange(T, device=x.device)[None, :] - torch.arange(T, device=x.device)[:, None]  # j - i
-        inband = (rel >= -self.past) & (rel <= self.future)
-        bias = self.bias[:, (rel + self.past).clamp(0, self.past + self.future)]  # (h, T, T)
-        mask = bias.masked_fill(~inband, float("-inf"))[None]
+        idx, inband = band if band is not None else self.band(T, x.device)
+        mask = self.bias[:, idx].masked_fill(~inband, float("-inf"))[None]  # (1, h, T, T)
         y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype),
                                                        dropout_p=self.drop if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, d))
@@ -68,8 +72,8 @@ class _Layer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(c.d_model, c.ff), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(c.ff, c.d_model))
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop(self.att(self.n1(x)))
+    def forward(self, x: Tensor, band=None) -> Tensor:
+        x = x + self.drop(self.att(self.n1(x), band))
         return x + self.drop(self.ff(self.n2(x)))
 
 
@@ -108,8 +112,9 @@ class Audio2Exp(nn.Module):
         if T % 2:
             x = torch.cat([x, x[:, -1:]], 1)
         x = self.inp(x.reshape(B, -1, 2 * M))
+        band = self.layers[0].att.band(x.shape[1], x.device)  # every layer has the same band
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, band)
         y = self.head(self.norm(x))
         K = self.cfg.n_expression
         return {"expression": y[..., :K], "jaw": y[..., K], "viseme": y[..., K + 1:]}
