@@ -44,6 +44,12 @@ class Predictor:
 
         self.net, self.model, self.info = net.eval(), model, info or {}
         self.rig = model_rig(model)
+        # The loss sees lip vertices only, so channels that do not move the lips (gaze, brows,
+        # blinks) are unconstrained in training and come out as noise (eyeLookDown up to 1.8 on
+        # speech, which shuts the eyes): keep only the channels that move a lip vertex by 0.1 mm.
+        lips = model.region("lips")
+        reach = model.expression_basis[lips].norm(dim=1).amax(0)  # (K,) mm at weight 1
+        self.channels = (reach > 0.1).numpy().astype(np.float32)
 
     @classmethod
     def load(cls, path, model: MorphableModel) -> "Predictor":
@@ -76,6 +82,7 @@ class Predictor:
         a, sr = to_mono(audio, sample_rate)
         a16 = resample(a, sr, SAMPLE_RATE)
         y = self.raw(a16, cfg.chunk)
+        y["expression"] = y["expression"] * self.channels
         return finish(close_bilabials(y, self.rig, cfg.closure), a16, self.model, cfg)
 
 

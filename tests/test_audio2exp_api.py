@@ -118,3 +118,14 @@ def test_cli_animate_writes_mp4_with_audio_as_long_as_input_and_exports(speech, 
 
 def test_api_is_exported():
     assert audio2exp.predict is predict
+
+
+def test_speech_moves_only_channels_that_reach_the_lips(builtin_model, speech):
+    """The loss sees lip vertices only; gaze, brow and blink channels must stay at rest (the raw
+    network puts eyeLookDown near 1 on speech, which shuts the eyes)."""
+    seq = predict(speech, 16000, model=builtin_model)
+    reach = builtin_model.expression_basis[builtin_model.region("lips")].norm(dim=1).amax(0)
+    still = [builtin_model.expression_index(n) for n in ("eyeLookDown_L", "eyeBlink_R", "browDown_L", "eyeWide_L")]
+    assert all(float(reach[k]) <= 0.1 for k in still)
+    assert np.abs(seq["expression"][:, still]).max() == 0.0
+    assert np.abs(seq["expression"][:, (reach > 0.1).numpy()]).max() > 0.1  # the mouth does move
