@@ -1,6 +1,18 @@
 """audio2exp: speech to expression sequences, rendered as talking-head animation.
 
-Today: rendering expression sequences (T, n_expression) of any face3d model to video, with the
-audio muxed in. The audio-to-expression transformers write exactly such sequences.
+Stages, one module each: ``corpus`` (espeak-ng speech with phoneme timings) and ``augment``,
+``phonemes`` (visemes, coarticulation), ``rig`` (visemes -> any model's expressions),
+``targets``, ``features`` (log-mel), ``network`` (banded-attention transformer), ``train``,
+``baselines``, ``evaluate``, ``api`` (:func:`predict`, streaming), ``animate``/``video`` (rendering).
 """
-__all__: list[str] = []
+from __future__ import annotations
+
+__all__ = ["predict", "predict_file", "load_predictor"]
+
+
+def __getattr__(name):  # lazy: importing audio2exp loads neither torch models nor librosa
+    if name in __all__:
+        from audio2exp import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'audio2exp' has no attribute {name!r}")

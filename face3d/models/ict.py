@@ -211,6 +211,7 @@ def load_ict(folder: str | Path, *, name: str = "ict") -> MorphableModel:
         regions["ict_face_area"] = _rng("face_area")
         regions["mouth_interior"] = np.concatenate([_rng("mouth_socket"), _rng("gums_and_tongue"), _rng("teeth")])
         regions["teeth"] = _rng("teeth")
+        regions["ict_gums_and_tongue"] = _rng("gums_and_tongue")
         regions["eye_sockets"] = np.concatenate([_rng("eye_socket_left"), _rng("eye_socket_right")])
         regions["eyelashes"] = _rng("eyelashes")
         regions["eye_left"] = _rng("eyeball_left")

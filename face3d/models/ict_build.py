@@ -170,8 +170,7 @@ def paint_albedo(model: MorphableModel) -> np.ndarray:
         rim = np.clip(1 - near / 5.0, 0, 1)[:, None]
         col[mi] = col[mi] * (1 - rim) + lip_rgb * rim
     paint("eye_sockets", (0.80, 0.52, 0.50))  # caruncle and lid rims
-    if "ict_gums_and_tongue" in model.regions:
-        paint("ict_gums_and_tongue", (0.78, 0.42, 0.42))
+    paint("ict_gums_and_tongue", (0.78, 0.42, 0.42))
     paint("teeth", (0.93, 0.90, 0.82))
     for side in ("left", "right"):
         # ICT's outer eyeball is the sclera and the (transparent) cornea over the iris, so the
@@ -204,9 +203,6 @@ def build_bundled_head(folder: str | Path) -> MorphableModel:
         a, b = ICT_RANGES[r]
         keep[a:b + 1] = True
     model = subset_model(full, keep, "builtin")
-    gums = np.arange(ICT_RANGES["gums_and_tongue"][0], ICT_RANGES["gums_and_tongue"][1] + 1)
-    model.regions["ict_gums_and_tongue"] = torch.as_tensor(gums)
-    model.regions.pop("eyelashes", None)
     albedo = paint_albedo(model)
     del model.albedo  # a plain None attribute until a buffer is registered
     model.register_buffer("albedo", torch.as_tensor(albedo))
