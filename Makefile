@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[full,test]"
+	$(PY) -m pip install -q -e ".[full,test,sketch]"
 	$(PY) -c "import dlib, skimage"
 	touch $(STAMP)
 

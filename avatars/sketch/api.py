@@ -118,11 +118,19 @@ class SketchModeler:
         return self.from_ink(ink, crop, fine)
 
     def save(self, result: SketchResult, path: str | Path, coarse: bool = False) -> None:
-        """Write the mesh (OBJ, PLY or GLB by extension) with the model's UVs."""
+        """Write the mesh (OBJ, PLY or GLB by extension); OBJ and PLY carry the model's UVs."""
         from face3d.geometry.mesh_io import Mesh, save_mesh
+
+        from face3d.geometry.normals import vertex_normals
 
         v = result.coarse_vertices if coarse else result.vertices
         m = self.model
+        if str(path).lower().endswith(".glb"):
+            # GLB holds one UV per vertex and the model's UVs have seams: keep the vertex order
+            # and smooth normals, drop the UVs (OBJ and PLY keep them).
+            n = vertex_normals(v.double(), m.faces).numpy()
+            save_mesh(path, Mesh(vertices=v.double().numpy(), faces=m.faces.numpy(), normals=n))
+            return
         save_mesh(path, Mesh(vertices=v.double().numpy(), faces=m.faces.numpy(), uvs=m.uvs.numpy(), uv_faces=m.uv_faces.numpy()))
 
 

@@ -61,6 +61,12 @@ def _eval(args: argparse.Namespace) -> int:
     res = evaluate(SketchModeler.load(args.weights), n=args.n, log=lambda s: print(s, file=sys.stderr, flush=True))
     print(table(res))
     print(f"\nmedian seconds per drawing (coarse + fine): {res['seconds_per_drawing']:.3f}; per local edit: {res['seconds_per_edit']:.3f}")
+    if args.figure:
+        from avatars.sketch.evaluate import figure
+        from face3d.viz import save_png
+
+        save_png(args.figure, figure(SketchModeler.load(args.weights)))
+        print(f"wrote {args.figure}", file=sys.stderr)
     return 0
 
 
@@ -98,6 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sketch-eval", help="benchmark the sketch networks on held-out synthetic drawings")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--n", type=int, default=100)
+    p.add_argument("--figure", help="also write drawings beside their coarse and fine meshes as one PNG here")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_eval)
 

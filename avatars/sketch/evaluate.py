@@ -103,3 +103,34 @@ def table(result: dict) -> str:
         r = result[k]
         lines.append(f"| {name} | {r.chamfer_mm:.3f} | {r.normal_consistency:.4f} | {r.fscore_1mm:.3f} | {r.fscore_2mm:.3f} |")
     return "\n".join(lines)
+
+
+def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "np.ndarray":
+    """One picture: for ``n`` held-out drawings, the drawing, the coarse mesh, the fine mesh and
+    the true head (frontal and 3/4 views). (H, W, 3) uint8."""
+    from face3d.viz import grid, head_framing, render_preview
+    from avatars.sketch.train import make_drawings
+
+    model = modeler.model
+    data = make_drawings(model, n, 1, seed, style_seed, log=None)
+    c, r = head_framing(model, fill=0.9)
+    faces = model.faces
+    tiles, labels = [], []
+    for k in range(n):
+        ink = data.ink[k].float() / 255
+        res = modeler.from_ink(ink)
+        rgb = torch.ones(3, *ink.shape[1:])
+        for ch, col in ((0, (0.1, 0.1, 0.1)), (1, (0.85, 0.1, 0.1)), (2, (0.1, 0.65, 0.15))):
+            a = ink[ch][None]
+            rgb = rgb * (1 - a) + torch.tensor(col)[:, None, None] * a
+        draw = torch.nn.functional.interpolate(rgb[None], size=(192, 192), mode="bilinear", align_corners=False)[0]
+        tiles.append((draw.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8))
+        labels.append("drawing")
+        true = data.vertices[data.head[k]].float()
+        for name, v in (("coarse", res.coarse_vertices), ("fine", res.vertices), ("truth", true)):
+            ims = render_preview(v, faces, yaw_deg=(0.0, 35.0), center=c, radius=r,
+                                 cfg=__import__("face3d.viz", fromlist=["PreviewConfig"]).PreviewConfig(size=192))
+            for yi, im in enumerate(ims):
+                tiles.append(im)
+                labels.append(f"{name} {'front' if yi == 0 else '35 deg'}")
+    return grid(tiles, cols=7, labels=labels)
