@@ -57,8 +57,10 @@ def mean_curvature(vertices: Tensor, faces: Tensor, smooth: int = 6) -> Tensor:
     v = (vertices[None] if unbatched else vertices).to(torch.float32)
     f = faces.to(torch.int64)
     n = vertex_normals(v, f)
-    e = torch.cat((f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]))
-    e = torch.unique(torch.cat((e, e.flip(1))), dim=0)
+    from avatars.sketch.fine import unique_edges
+
+    e = unique_edges(f)
+    e = torch.cat((e, e.flip(1)))
     V = v.shape[1]
     deg = torch.zeros(V).index_add_(0, e[:, 0], torch.ones(e.shape[0])).clamp_min(1)
 

@@ -121,6 +121,16 @@ class RefineConfig:
     max_step_mm: float = 12.0  # depth targets further than this from the mesh are ignored
 
 
+def unique_edges(faces: Tensor) -> Tensor:
+    """(F, 3) int -> (E, 2) int64 undirected edges, each once, smaller index first. (A 1-D
+    unique over ``a * V + b`` keys: ``torch.unique(dim=0)`` is ~20x slower.)"""
+    f = faces.to(torch.int64)
+    e = torch.sort(torch.cat((f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]])), 1).values
+    n = int(f.max()) + 1 if f.numel() else 1
+    k = torch.unique(e[:, 0] * n + e[:, 1])
+    return torch.stack((k // n, k % n), 1)
+
+
 def _sample(img: Tensor, uv: Tensor) -> Tensor:
     """Bilinear lookup of (H, W, C) at (N, 2) pixel coordinates (x, y) -> (N, C)."""
     H, W = img.shape[:2]
@@ -181,7 +191,7 @@ def refine_mesh(vertices: Tensor, faces: Tensor, camera, depth: Tensor, normals:
     r0 += len(i)
     # Normal rows, one per unique edge with both ends visible and at least one editable.
     f = faces.to(torch.int64)
-    e = torch.unique(torch.sort(torch.cat((f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]])), 1).values, dim=0)
+    e = unique_edges(f)
     a, b = e[:, 0], e[:, 1]
     keep = visible[a] & visible[b] & (ed[a] | ed[b])
     a, b = a[keep], b[keep]
