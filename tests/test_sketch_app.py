@@ -41,6 +41,15 @@ def _wait(cond, timeout=60.0):
     return False
 
 
+def _settle(session, quiet: float = 4.0, timeout: float = 60.0) -> None:
+    """Wait until the page has made no new mesh for ``quiet`` seconds."""
+    t0, last, since = time.time(), session.count, time.time()
+    while time.time() - t0 < timeout and time.time() - since < quiet:
+        time.sleep(0.25)
+        if session.count != last:
+            last, since = session.count, time.time()
+
+
 def test_drawing_on_the_page_makes_a_mesh_and_a_local_edit(builtin_model):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
@@ -61,13 +70,16 @@ def test_drawing_on_the_page_makes_a_mesh_and_a_local_edit(builtin_model):
         assert _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#sketch-editor canvas"), 30)
         canvas = max(driver.find_elements(By.CSS_SELECTOR, "#sketch-editor canvas"), key=lambda c: c.size["width"] * c.size["height"])
         s = page.session
+
+        def status() -> str:
+            return driver.find_element(By.CSS_SELECTOR, "#sketch-status textarea").get_attribute("value") or ""
         # A head: outline, two eyes, nose, mouth (offsets from the canvas centre, pixels).
         _stroke(driver, canvas, [(int(120 * math.sin(2 * math.pi * k / 48)), int(-160 * math.cos(2 * math.pi * k / 48))) for k in range(49)])
         for pts in ([(-60, -30), (-20, -30)], [(20, -30), (60, -30)], [(0, -20), (-8, 25), (8, 25)], [(-40, 70), (0, 78), (40, 70)]):
             _stroke(driver, canvas, pts)
-        assert _wait(lambda: s.result is not None and "vertices" in driver.find_element(By.ID, "sketch-status").text, 90)
+        assert _wait(lambda: s.result is not None and "vertices" in status(), 40), status()
         assert _wait(lambda: s.count >= 1, 5)
-        time.sleep(3)  # let the last strokes' updates finish
+        _settle(s)  # let the last strokes' updates finish
         first = s.result.vertices.clone()
         mesh = load_mesh(sorted(s.out.glob("*.obj"))[-1])
         assert mesh.vertices.shape == (builtin_model.n_vertices, 3)
@@ -76,8 +88,8 @@ def test_drawing_on_the_page_makes_a_mesh_and_a_local_edit(builtin_model):
         driver.find_element(By.CSS_SELECTOR, "#sketch-local input").click()
         n = s.count
         _stroke(driver, canvas, [(-45, 90), (0, 100), (45, 90)])
-        assert _wait(lambda: s.count > n and "local edit" in driver.find_element(By.ID, "sketch-status").text, 60)
-        time.sleep(2)
+        assert _wait(lambda: s.count > n and "local edit" in status(), 40), status()
+        _settle(s)
         moved = (s.result.vertices - first).norm(dim=-1) > 0
         assert 0 < int(moved.sum()) < int(page.session.modeler.editable.sum())
         assert not bool(moved[~page.session.modeler.editable].any())

@@ -27,11 +27,11 @@ class TrainConfig:
 
     heads: int = 1200
     styles: int = 2  # drawings per head
-    coarse_steps: int = 1500
+    coarse_steps: int = 3000
     coarse_batch: int = 32
     coarse_lr: float = 2e-3
     fine_heads: int = 600  # heads (one drawing each) the fine stage trains on
-    fine_steps: int = 600
+    fine_steps: int = 900
     fine_batch: int = 8
     fine_lr: float = 2e-3
     seed: int = 0
@@ -97,6 +97,13 @@ def _augment(ink: Tensor, gen: torch.Generator) -> Tensor:
     return F.grid_sample(ink, grid, align_corners=False)
 
 
+def _step(opt, sched, loss: Tensor) -> None:
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 def train_coarse(model, data: Drawings, cfg: TrainConfig, log=print) -> CoarseNet:
     """Train :class:`CoarseNet` (L1 vertex error in mm on :func:`loss_vertices`, plus a weak prior)."""
     torch.manual_seed(cfg.seed)
@@ -117,10 +124,7 @@ def train_coarse(model, data: Drawings, cfg: TrainConfig, log=print) -> CoarseNe
         ident, ex, neck = net(ink)
         pred = sub(ident, ex, neck)
         loss = (pred - tgt).abs().sum(-1).mean() + 1e-3 * ident.pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        _step(opt, sched, loss)
         if log and (step % 100 == 0 or step == cfg.coarse_steps - 1):
             log(f"coarse {step}/{cfg.coarse_steps}: vertex L1 {loss.item():.2f} mm, {time.time() - t0:.0f} s")
     net.eval()
@@ -168,7 +172,11 @@ def fine_examples(model, net: CoarseNet, data: Drawings, n: int, log=print) -> t
         cr = render_coarse(coarse_v[k], faces, cam)
         tr = render_coarse(data.vertices[data.head[sel[k]]].float(), faces, cam)
         both = cr.mask & tr.mask
-        res = torch.where(both, (tr.depth - cr.depth) / DEPTH_SCALE_MM, torch.zeros_like(tr.depth)).clamp(-4, 4)
+        res = (tr.depth - cr.depth) / DEPTH_SCALE_MM
+        # The global offset between the two heads is not in a scale-free drawing: learn the
+        # depth relief relative to its median (the mesh update then moves relief, not distance).
+        res = res - (res[both].median() if bool(both.any()) else 0.0)
+        res = torch.where(both, res, torch.zeros_like(res)).clamp(-4, 4)
         xs.append(fine_input(ink[k], cr))
         ys.append(torch.cat((res[None], tr.normals.permute(2, 0, 1)), 0))
         ms.append(both)
@@ -194,10 +202,7 @@ def train_fine(x: Tensor, y: Tensor, m: Tensor, cfg: TrainConfig, log=print) -> 
         nrm = F.normalize(out[:, 1:] + torch.tensor([0.0, 0.0, -1e-3]).view(1, 3, 1, 1), dim=1)
         ln = ((nrm - y[j, 1:]).abs().sum(1) * mk).sum() / denom
         loss = ld + ln
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        _step(opt, sched, loss)
         if log and (step % 100 == 0 or step == cfg.fine_steps - 1):
             log(f"fine {step}/{cfg.fine_steps}: depth L1 {ld.item() * DEPTH_SCALE_MM:.2f} mm, normal L1 {ln.item():.3f}, {time.time() - t0:.0f} s")
     net.eval()
