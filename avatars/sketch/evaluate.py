@@ -108,7 +108,7 @@ def table(result: dict) -> str:
 def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "np.ndarray":
     """One picture: for ``n`` held-out drawings, the drawing, the coarse mesh, the fine mesh and
     the true head (frontal and 3/4 views). (H, W, 3) uint8."""
-    from face3d.viz import grid, head_framing, render_preview
+    from face3d.viz import PreviewConfig, grid, head_framing, render_preview
     from avatars.sketch.train import make_drawings
 
     model = modeler.model
@@ -129,7 +129,7 @@ def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "
         true = data.vertices[data.head[k]].float()
         for name, v in (("coarse", res.coarse_vertices), ("fine", res.vertices), ("truth", true)):
             ims = render_preview(v, faces, yaw_deg=(0.0, 35.0), center=c, radius=r,
-                                 cfg=__import__("face3d.viz", fromlist=["PreviewConfig"]).PreviewConfig(size=192))
+                                 cfg=PreviewConfig(size=192))
             for yi, im in enumerate(ims):
                 tiles.append(im)
                 labels.append(f"{name} {'front' if yi == 0 else '35 deg'}")

@@ -33,7 +33,8 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class FineNet(nn.Module):
-    """A small U-Net: (B, 8, H, W) -> (B, 4, H, W) = depth residual (in 5 mm units) and a normal
+    """A small U-Net: (B, 8, H, W) -> (B, 4, H, W) = depth relief over the coarse depth (true
+    minus coarse, less its median over the mask, in 5 mm units) and a normal
     (camera frame, unnormalised). H, W divisible by 8."""
 
     def __init__(self, width: int = 12):

@@ -155,7 +155,8 @@ def coarse_camera(model, vertices: Tensor):
 
 
 def fine_examples(model, net: CoarseNet, data: Drawings, n: int, log=print) -> tuple[Tensor, Tensor, Tensor]:
-    """Inputs (n, 8, H, W), targets (n, 4, H, W) (depth residual in 5 mm units, camera normals)
+    """Inputs (n, 8, H, W), targets (n, 4, H, W) (depth relief: true minus coarse depth less its
+    median, in 5 mm units; camera normals)
     and target masks (n, H, W) for the fine stage, from the first drawing of each of ``n`` heads."""
     first = torch.zeros(data.identity.shape[0], dtype=torch.long)
     first[data.head.flip(0)] = torch.arange(len(data.head) - 1, -1, -1)
