@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[full,audio,test,scale]"
+	$(PY) -m pip install -q -e ".[full,audio,test,scale,sketch]"
 	$(PY) -c "import dlib, skimage"
 	touch $(STAMP)
 

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv=None) -> int:
-    return run(build_parser("avatars", modules=("avatars.cli",),
+    return run(build_parser("avatars", modules=("avatars.cli", "avatars.sketch.cli"),
                             description="Face avatars on face3d's models. Run `avatars COMMAND --help`."), argv)
 
 
