@@ -364,7 +364,7 @@ def run_train(args) -> int:
     finally:
         distributed.shutdown()
     if not info.is_main:
-        return 0  # rank 0 evaluates and writes the weights
+        distributed.exit_worker()  # rank 0 alone evaluates and writes the weights
     stats["processes"] = info.world
     held = estimator_holdout_error(model, net)
     sha = save_estimator(net, model, args.out, {

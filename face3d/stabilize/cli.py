@@ -191,7 +191,7 @@ def run_train(args: argparse.Namespace) -> int:
     finally:
         distributed.shutdown()
     if not info.is_main:
-        return 0  # rank 0 writes the weights
+        distributed.exit_worker()  # rank 0 alone evaluates and writes the weights
     save_checkpoint(ckpt, args.out)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB, sha256 {file_sha256(args.out)}) "
           f"after {ckpt['train_seconds']:.0f} s", file=sys.stderr)
