@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run the main job on bundled defaults (astronaut photo -> metric head)",
         description="Reconstruct skimage's astronaut photo with the bundled head and render the "
-        "built-in head. Writes everything under --out.",
+        "bundled head. Writes everything under --out.",
     )
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--model", default="builtin", help="model spec: builtin (the bundled head) | character | flame:PATH | ict:PATH")

@@ -7,14 +7,14 @@ folder is the one users get by cloning ICT-FaceKit (MIT licence; the notice ship
 What is kept, from :func:`face3d.models.ict.load_ict` (mm, toolkit frame, jaw joint and jaw pose
 corrective measured from ``jawOpen``): the skin (face, head and neck), the mouth socket, the eye
 sockets, gums, tongue and teeth, and both eyeballs (sclera and iris as separate regions), i.e.
-ICT vertices 0-24590 in ICT's order: ``ict_vertex_ids`` of the model are the identity map on
-that range. Dropped: the meshes only a game-engine shader uses (lacrimal fluid, eye blend, eye
-occlusion, eyelash strips), which a plain rasterizer shows as dark specks around the eyes.
+ICT vertices 0-24590 in ICT's order, so vertex ``i`` of the bundled head is ICT's vertex ``i``.
+Dropped: the meshes only a game-engine shader uses (lacrimal fluid, eye blend, eye occlusion,
+eyelash strips), which have no place in a plain rasterizer's render.
 
 Precision and modes were chosen by measurement (``docs/performance.md``, "Bundled head"): all
 100 identity modes (truncating to 60 leaves 0.64 mm mean skin error on random identities, to 80
 0.39 mm) with both bases stored as int16 multiples of 2^-9 mm (largest rounding error 0.001 mm
-per mode), which keeps the file near 11 MB (float16 would need 16 MB for the same modes).
+per mode): 8.8 MB of identity bases where float16 would take 13.5 MB; 11.7 MB in all.
 
 The albedo is painted procedurally (:func:`paint_albedo`): ICT-FaceKit ships no skin texture.
 """
@@ -39,9 +39,9 @@ LICENSE_NAME = "ICT-FaceKit-LICENSE"
 def subset_model(model: MorphableModel, keep: np.ndarray, name: str) -> MorphableModel:
     """The model restricted to the vertices ``keep`` (V,) bool, in their original order.
 
-    Faces (and their UV corners) with a dropped vertex go; regions and landmarks are re-indexed.
-    Raises ``ValueError`` if a landmark, a joint-regressor weight or a skinning weight needs a
-    dropped vertex.
+    Faces (and their UV corners) with a dropped vertex go; regions and landmarks are re-indexed,
+    regions left empty are dropped. Raises ``ValueError`` if a landmark or a joint-regressor
+    weight needs a dropped vertex.
     """
     keep = np.asarray(keep, bool)
     new_index = np.full(model.n_vertices, -1, np.int64)
