@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv=None) -> int:
-    return run(build_parser("avatars", modules=("avatars.cli", "avatars.sketch.cli"),
+    return run(build_parser("avatars", modules=("avatars.cli", "avatars.sketch.cli", "avatars.portrait.cli"),
                             description="Face avatars on face3d's models. Run `avatars COMMAND --help`."), argv)
 
 

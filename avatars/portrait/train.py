@@ -1,0 +1,233 @@
+"""Training a portrait on a prepared clip: random rays of random training frames, resumable.
+
+Loss per step: colour MSE of the rays (composited over the fixed background), ``mask_weight``
+times the MSE between accumulated opacity and the foreground mask, ``normal_weight`` times the
+squared distance of the predicted normals from the 3DMM's (the guidance), and a small L2 on the
+appearance codes. Adam with an exponential decay to ``lr * lr_final``.
+
+Checkpoints (``DIR/checkpoint.pt``, atomic) every ``checkpoint_every`` steps hold the weights,
+the optimiser, the step and the random state; a rerun with the same ``DIR`` and settings
+continues from there. The finished portrait is ``DIR/portrait.pt`` (:func:`save_portrait`).
+"""
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from avatars.portrait.data import PortraitData, background_image
+from avatars.portrait.model import Portrait, PortraitConfig, RayBatch, pixel_rays
+
+FORMAT = "face3d-portrait-1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``steps`` of ``rays`` rays spread over ``frames_per_step`` frames at ``size`` px."""
+
+    steps: int = 3000
+    rays: int = 2048
+    frames_per_step: int = 4
+    size: int = 128
+    lr: float = 1e-2
+    lr_final: float = 0.1
+    mask_weight: float = 0.1
+    normal_weight: float = 0.02
+    app_weight: float = 1e-3
+    checkpoint_every: int = 250
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.rays < 1 or self.frames_per_step < 1:
+            raise ValueError(f"steps, rays, frames_per_step: expected >= 1, got {self.steps}, {self.rays}, "
+                             f"{self.frames_per_step}")
+
+
+class FrameCache:
+    """Per training frame at the training size: posed mesh, shell intervals, target colours."""
+
+    def __init__(self, portrait: Portrait, data: PortraitData, frames: range):
+        self.frames = list(frames)
+        cam = data.camera()
+        self.K, self.R, self.t = cam.K[0], cam.R[0], cam.t[0]
+        self.H = self.W = data.size
+        self.verts, self.pix, self.near, self.far = [], [], [], []
+        self.target = torch.from_numpy(data.frames[self.frames].astype(np.float32) / 255).reshape(len(self.frames), -1, 3)
+        self.mask = torch.from_numpy(data.masks[self.frames]).reshape(len(self.frames), -1)
+        for a in range(0, len(self.frames), 16):
+            ids = self.frames[a:a + 16]
+            p = {k: torch.tensor(getattr(data, k)[ids], dtype=torch.float32)
+                 for k in ("expression", "jaw", "rotation", "translation")}
+            v = portrait.posed(p["expression"], p["jaw"], p["rotation"], p["translation"])
+            m, n, f = portrait.shell_intervals(v, cam)
+            for j in range(len(ids)):
+                pix = m[j].reshape(-1).nonzero()[:, 0]
+                self.verts.append(v[j])
+                self.pix.append(pix)
+                self.near.append(n[j].reshape(-1)[pix])
+                self.far.append(f[j].reshape(-1)[pix])
+        self.expression = torch.tensor(data.expression[self.frames], dtype=torch.float32)
+        self.pose = torch.cat((torch.tensor(data.rotation[self.frames], dtype=torch.float32),
+                               torch.tensor(data.jaw[self.frames], dtype=torch.float32)), 1)
+
+    def rays(self, j: int, n: int, g: torch.Generator) -> tuple[RayBatch, torch.Tensor]:
+        """``n`` random shell rays of cached frame ``j`` and their positions in ``self.pix[j]``."""
+        sel = torch.randint(0, self.pix[j].numel(), (n,), generator=g)
+        p = self.pix[j][sel]
+        o, d = pixel_rays(self.K, self.R, self.t, self.H, self.W, p)
+        return RayBatch(p, o, d, self.near[j][sel], self.far[j][sel]), sel
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else -10 * math.log10(mse)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    from face3d.fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_portrait(portrait: Portrait, path: str | Path, data: PortraitData, meta: dict | None = None) -> Path:
+    """Write a finished portrait (everything :func:`load_portrait` needs to render it)."""
+    path = Path(path)
+    _atomic_save({"format": FORMAT, "model": data.model, "config": asdict(portrait.cfg),
+                  "identity": portrait.identity[0].clone(), "K": portrait.K.clone(),
+                  "background": portrait.background.clone(), "n_frames": portrait.field.app.num_embeddings,
+                  "field": portrait.field.state_dict(), "fps": data.fps, "meta": meta or {}}, path)
+    return path
+
+
+def load_portrait(path: str | Path, model=None) -> Portrait:
+    """A portrait from ``portrait.pt`` (or a training folder holding one)."""
+    import face3d
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "portrait.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"portrait: expected a portrait.pt (from `avatars portrait-train`), got {path}")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a portrait file (expected format {FORMAT!r})")
+    model = model or face3d.load_model(ck["model"])
+    if model.n_identity != ck["identity"].numel():
+        raise ValueError(f"{path}: made for a model with {ck['identity'].numel()} identity coefficients, "
+                         f"got {model.name!r} with {model.n_identity}")
+    p = Portrait(model, ck["identity"], PortraitConfig(**ck["config"]), ck["n_frames"], ck["background"], ck["K"])
+    p.field.load_state_dict(ck["field"])
+    p.fps = float(ck.get("fps", 25.0))
+    p.meta = ck.get("meta", {})
+    p.model_spec = ck["model"]
+    return p
+
+
+def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConfig = PortraitConfig(),
+          tcfg: TrainConfig = TrainConfig(), resume: bool = True, progress: bool = True,
+          log: Callable[[str], None] | None = None) -> Portrait:
+    """Train a portrait on ``data``'s training frames; writes ``out_dir/portrait.pt``.
+
+    ``data`` is resized to ``tcfg.size``. With ``resume``, a checkpoint in ``out_dir`` made
+    with the same settings is continued.
+    """
+    import face3d
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    say = log or (lambda m: None)
+    model = model or face3d.load_model(data.model)
+    if data.identity.shape != (model.n_identity,):
+        raise ValueError(f"data: identity of {data.identity.shape[0]} coefficients, model {model.name!r} has "
+                         f"{model.n_identity}")
+    d = data.resized(tcfg.size)
+    torch.manual_seed(tcfg.seed)
+    bg = torch.from_numpy(background_image(d))
+    portrait = Portrait(model, torch.tensor(d.identity, dtype=torch.float32), cfg, d.n_train, bg,
+                        torch.tensor(d.K, dtype=torch.float32))
+    field = portrait.field
+    planes = [field.planes]
+    rest = [p for n, p in field.named_parameters() if n != "planes"]
+    opt = torch.optim.Adam([{"params": planes, "lr": tcfg.lr}, {"params": rest, "lr": tcfg.lr * 0.3}])
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    g = torch.Generator().manual_seed(tcfg.seed)
+    step, history, seconds = 0, [], 0.0
+    ck_path = out_dir / "checkpoint.pt"
+    settings = {"config": asdict(cfg), "train": asdict(tcfg), "frames": d.n_frames, "n_train": d.n_train}
+    if resume and ck_path.is_file():
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        if ck.get("settings") == settings:
+            field.load_state_dict(ck["field"])
+            opt.load_state_dict(ck["optim"])
+            g.set_state(ck["generator"])
+            torch.set_rng_state(ck["torch_rng"])
+            step, history, seconds = ck["step"], ck["history"], ck["seconds"]
+            say(f"resuming from {ck_path} at step {step}/{tcfg.steps}")
+        else:
+            say(f"ignoring {ck_path}: made with other settings")
+    t_start = time.time()
+    cache = FrameCache(portrait, d, range(d.n_train))
+    say(f"cached {d.n_train} training frames at {tcfg.size} px in {time.time() - t_start:.1f} s")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tcfg.steps, initial=step, desc="portrait", unit="step", dynamic_ncols=True)
+    t_seg = time.time()
+    per = max(1, tcfg.rays // tcfg.frames_per_step)
+    while step < tcfg.steps:
+        frac = step / max(1, tcfg.steps)
+        for grp, lr0 in zip(opt.param_groups, base_lrs):
+            grp["lr"] = lr0 * tcfg.lr_final ** frac
+        js = torch.randint(0, d.n_train, (tcfg.frames_per_step,), generator=g).tolist()
+        loss = 0.0
+        mse_sum = 0.0
+        for j in js:
+            rays, sel = cache.rays(j, per, g)
+            out = portrait.render_rays(rays, cache.verts[j], cache.expression[j], cache.pose[j],
+                                       field.app.weight[j], key=j, jitter=True)
+            tgt = cache.target[j][rays.pix]
+            mse = ((out["rgb"] - tgt) ** 2).mean()
+            l = mse + tcfg.mask_weight * ((out["alpha"] - cache.mask[j][rays.pix]) ** 2).mean()
+            if cfg.normals:
+                l = l + tcfg.normal_weight * out["normal_loss"]
+            loss = loss + l / len(js)
+            mse_sum += float(mse.detach()) / len(js)
+        loss = loss + tcfg.app_weight * (field.app.weight[js] ** 2).sum(1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        history.append(mse_sum)
+        if bar is not None:
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(psnr=f"{-10 * math.log10(max(1e-10, np.mean(history[-25:]))):.2f}")
+        if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
+            seconds += time.time() - t_seg
+            t_seg = time.time()
+            _atomic_save({"settings": settings, "field": field.state_dict(), "optim": opt.state_dict(),
+                          "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+                          "history": history, "seconds": seconds}, ck_path)
+    if bar is not None:
+        bar.close()
+    seconds += time.time() - t_seg
+    meta = {"train_seconds": seconds, "steps": tcfg.steps, "size": tcfg.size, "n_train": d.n_train,
+            "final_train_psnr": -10 * math.log10(max(1e-10, float(np.mean(history[-50:])))),
+            "source": data.source, "normals": cfg.normals,
+            "rest_rotation": np.median(d.rotation[:d.n_train], 0).tolist(),
+            "rest_translation": np.median(d.translation[:d.n_train], 0).tolist()}
+    save_portrait(portrait, out_dir / "portrait.pt", d, meta)
+    portrait.meta = meta
+    portrait.fps = d.fps
+    portrait.model_spec = d.model
+    say(f"trained {tcfg.steps} steps in {seconds:.0f} s; wrote {out_dir / 'portrait.pt'}")
+    return portrait

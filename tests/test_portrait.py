@@ -1,0 +1,247 @@
+"""Neural portraits: shell sampler, canonical mapping, training, round trips, bad input."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import face3d
+from avatars.portrait.data import PortraitData, load_track, prepare
+from avatars.portrait.embedding import MeshEmbedding, closest_points_on_triangles
+from avatars.portrait.model import Portrait, PortraitConfig, RayBatch, pixel_rays
+from avatars.portrait.train import TrainConfig, load_portrait, psnr, save_portrait, train
+
+TINY = PortraitConfig(shell_mm=12.0, inner_mm=3.0, samples=8, planes=32, channels=8, hidden=32, exp_dim=4, app_dim=2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return face3d.load_model("character")
+
+
+def _clip(model, T=6, S=40, seed=0) -> PortraitData:
+    """A tiny lit clip of the character head turning, rendered with known parameters."""
+    from face3d.reconstruct.camera import make_camera
+    from face3d.render import Renderer
+
+    t = torch.arange(T, dtype=torch.float32)
+    rot = torch.stack((0.1 * torch.sin(t), 0.4 * torch.sin(0.7 * t), torch.zeros(T)), 1)
+    tr = torch.tensor([0.0, -20.0, -800.0]).expand(T, 3).clone()
+    exp = torch.zeros(T, model.n_expression)
+    exp[:, 0] = 0.5 + 0.5 * torch.sin(t)
+    f = 0.5 * S / math.tan(math.radians(13))
+    cam = make_camera(torch.full((T,), f), S, S)
+    with torch.no_grad():
+        v = model(expression=exp, rotation=rot, translation=tr).vertices
+        out = Renderer()(v, model.faces, cam, light_dir=torch.tensor([0.6, 0.4, 1.0]))
+    img = out.rgb + (1 - out.alpha) * torch.tensor([0.2, 0.3, 0.5])
+    return PortraitData(frames=(img * 255).round().byte().numpy(), masks=out.alpha[..., 0].numpy(),
+                        identity=np.zeros(model.n_identity, np.float32), expression=exp.numpy(),
+                        jaw=np.zeros((T, 3), np.float32), rotation=rot.numpy(), translation=tr.numpy(),
+                        K=cam.K[0].numpy().astype(np.float64), n_train=T - 1, model="character")
+
+
+def _portrait(model, data, cfg=TINY):
+    from avatars.portrait.data import background_image
+
+    return Portrait(model, torch.zeros(model.n_identity), cfg, data.n_train, torch.from_numpy(background_image(data)),
+                    torch.tensor(data.K, dtype=torch.float32))
+
+
+def _brute_distance(points, verts, faces):
+    """Exact point-to-mesh distance (every triangle), chunked."""
+    a, b, c = (verts[faces[:, i]] for i in range(3))
+    out = []
+    for p in points.split(64):
+        q, _ = closest_points_on_triangles(p[:, None], a[None], b[None], c[None])
+        out.append((q - p[:, None]).norm(dim=-1).min(1).values)
+    return torch.cat(out)
+
+
+def test_closest_point_on_triangle_matches_dense_search():
+    g = torch.Generator().manual_seed(0)
+    a, b, c = torch.randn(3, 200, 3, generator=g).unbind(0)
+    p = torch.randn(200, 3, generator=g) * 2
+    q, bary = closest_points_on_triangles(p, a, b, c)
+    assert torch.allclose((a * bary[:, :1] + b * bary[:, 1:2] + c * bary[:, 2:]), q, atol=1e-5)
+    assert bool((bary >= -1e-6).all()) and torch.allclose(bary.sum(1), torch.ones(200), atol=1e-5)
+    # dense barycentric grid over each triangle: nothing on it is closer than the returned point
+    n = 60
+    i, j = torch.meshgrid(torch.arange(n + 1), torch.arange(n + 1), indexing="ij")
+    keep = (i + j) <= n
+    u, v = i[keep].float() / n, j[keep].float() / n
+    grid = a[:, None] + u[None, :, None] * (b - a)[:, None] + v[None, :, None] * (c - a)[:, None]
+    dense = (grid - p[:, None]).norm(dim=-1).min(1).values
+    got = (q - p).norm(dim=-1)
+    assert bool((got <= dense + 1e-4).all())
+    assert float((dense - got).max()) < 0.05  # and the grid gets close to it
+
+
+def test_canonical_mapping_sends_surface_points_to_one_canonical_point(model):
+    g = torch.Generator().manual_seed(1)
+    ident = torch.randn(1, model.n_identity, generator=g) * model.identity_std
+    can = model(identity=ident).vertices[0]
+    emb = MeshEmbedding(model.faces, can, k=8)
+    F = model.faces.long()
+    f = torch.randint(0, F.shape[0], (3000,), generator=g)
+    bary = torch.rand(3000, 3, generator=g) + 0.05
+    bary = bary / bary.sum(1, keepdim=True)
+    mapped = []
+    for seed in (2, 3):
+        gg = torch.Generator().manual_seed(seed)
+        v = model(identity=ident, expression=torch.rand(1, model.n_expression, generator=gg) * 0.8,
+                  jaw=torch.tensor([[0.25, 0.0, 0.0]]), rotation=torch.randn(1, 3, generator=gg) * 0.3,
+                  translation=torch.tensor([[10.0, -5.0, -700.0]])).vertices[0]
+        x = (v[F[f]] * bary[..., None]).sum(1)
+        xc, e, _ = emb.map(x, v)
+        mapped.append(xc)
+        # a point 5 mm out along the face normal stays 5 mm out in canonical space
+        n = torch.nn.functional.normalize(torch.linalg.cross(v[F[f, 1]] - v[F[f, 0]], v[F[f, 2]] - v[F[f, 0]]), dim=-1)
+        xc5, e5, _ = emb.map(x[:200] + 5 * n[:200], v)
+        assert float((e5.distance - 5).abs().median()) < 0.05
+    truth = (can[F[f]] * bary[..., None]).sum(1)
+    for xc in mapped:
+        err = (xc - truth).norm(dim=1)
+        assert float((err < 1e-3).float().mean()) > 0.99, err.max()
+    # the two frames differ by several mm, yet map to the same canonical points
+    assert float((mapped[0] - mapped[1]).norm(dim=1).median()) < 1e-3
+
+
+def test_shell_sampler_returns_only_points_within_the_shell(model):
+    data = _clip(model, T=2, S=32)
+    p = _portrait(model, data)
+    prm = data.params(0)
+    v = p.posed(prm["expression"][None], prm["jaw"][None], prm["rotation"][None], prm["translation"][None])
+    cam = data.camera()
+    mask, near, far = p.shell_intervals(v, cam)
+    assert bool(mask.any()) and bool((far[mask] > near[mask]).all())
+    # the shell covers the head's silhouette and more
+    from face3d.render import Renderer
+
+    sil = Renderer()(v, model.faces, cam, antialias=False).alpha[0, ..., 0] > 0
+    assert bool((mask[0] | ~sil).all()) and int(mask.sum()) > int(sil.sum())
+    pix = mask[0].reshape(-1).nonzero()[:, 0]
+    o, d = pixel_rays(cam.K[0], cam.R[0], cam.t[0], 32, 32, pix)
+    rays = RayBatch(pix, o, d, near[0].reshape(-1)[pix], far[0].reshape(-1)[pix])
+    s = p.sample_shell(rays, v[0], jitter=True)
+    pts, valid = s["points"], s["valid"]
+    assert 0.2 < float(valid.float().mean()) < 1.0
+    sel = valid.nonzero()[:, 0][torch.randperm(int(valid.sum()), generator=torch.Generator().manual_seed(0))[:400]]
+    true = _brute_distance(pts[sel], v[0], model.faces.long())
+    assert float(true.max()) <= TINY.shell_mm + 1e-3
+    assert torch.allclose(s["embedded"].distance[sel], true, atol=0.05 * TINY.shell_mm)
+    # samples lie on their rays, inside the interval
+    z = s["z"]
+    assert bool((z >= rays.near[:, None] - 1e-4).all()) and bool((z <= rays.far[:, None] + 1e-4).all())
+
+
+def test_few_training_steps_raise_psnr_and_checkpoints_resume(model, tmp_path):
+    torch.set_num_threads(1)
+    data = _clip(model)
+    tc = TrainConfig(steps=40, rays=256, frames_per_step=2, size=data.size, lr=2e-2, checkpoint_every=20)
+
+    def score(p):
+        cam = data.camera()
+        vals = []
+        for i in range(data.n_train):
+            prm = data.params(i)
+            img = p.render_frame(prm["expression"], prm["jaw"], prm["rotation"], prm["translation"], cam,
+                                 app=p.field.app.weight[i])["rgb"]
+            vals.append(psnr(img, torch.from_numpy(data.frames[i]).float() / 255))
+        return float(np.mean(vals))
+
+    torch.manual_seed(tc.seed)
+    before = score(_portrait(model, data))
+    p = train(data, tmp_path / "a", model, TINY, tc, progress=False)
+    after = score(p)
+    assert after > before + 2.0, (before, after)
+    # a run stopped at step 20 and resumed ends with the same weights as the uninterrupted run
+    from dataclasses import replace
+
+    train(data, tmp_path / "b", model, TINY, replace(tc, steps=20), progress=False)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    ck["settings"]["train"]["steps"] = 40  # the same run, asked for 40 steps
+    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
+    logs = []
+    q = train(data, tmp_path / "b", model, TINY, tc, progress=False, log=logs.append)
+    assert any("resuming" in m and "step 20" in m for m in logs)
+    for (n, a), (_, b) in zip(p.field.state_dict().items(), q.field.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), n
+
+
+def test_portrait_file_round_trip_renders_the_same(model, tmp_path):
+    data = _clip(model, T=3, S=24)
+    p = _portrait(model, data)
+    with torch.no_grad():
+        p.field.planes.normal_(0, 0.5)
+    p.meta = {"rest_rotation": [0, 0, 0], "rest_translation": [0, -20, -800]}
+    save_portrait(p, tmp_path / "portrait.pt", data, p.meta)
+    q = load_portrait(tmp_path, model)
+    prm = data.params(1)
+    a = p.render_frame(prm["expression"], prm["jaw"], prm["rotation"], prm["translation"], data.camera())["rgb"]
+    b = q.render_frame(prm["expression"], prm["jaw"], prm["rotation"], prm["translation"], data.camera())["rgb"]
+    assert torch.equal(a, b)
+    assert float((a - p.background).abs().max()) > 0.05  # the head is actually rendered
+    with pytest.raises(ValueError, match="identity coefficients"):
+        load_portrait(tmp_path, face3d.load_model("builtin"))
+
+
+def test_sequence_drive_checks_the_model(model, tmp_path):
+    from avatars.portrait.render import drive_from_sequence
+
+    data = _clip(model, T=2, S=16)
+    p = _portrait(model, data)
+    p.meta = {"rest_rotation": [0, 0, 0], "rest_translation": [0, -20, -800]}
+    np.savez(tmp_path / "ok.npz", expression=np.zeros((5, model.n_expression)), jaw=np.zeros((5, 3)), fps=25.0)
+    d = drive_from_sequence(p, tmp_path / "ok.npz")
+    assert d.n_frames == 5 and np.allclose(d.translation, [0, -20, -800])
+    np.savez(tmp_path / "bad.npz", expression=np.zeros((5, model.n_expression + 3)), jaw=np.zeros((5, 3)))
+    with pytest.raises(ValueError, match=f"expected expression of shape \\(T, {model.n_expression}\\)"):
+        drive_from_sequence(p, tmp_path / "bad.npz")
+
+
+def test_baked_texture_recovers_vertex_colours(model):
+    from avatars.portrait.baseline import texture_from_frames
+    from face3d.reconstruct.camera import make_camera
+    from face3d.render import Renderer
+
+    g = torch.Generator().manual_seed(0)
+    col = torch.rand(model.n_vertices, 3, generator=g) * 0.2 + torch.tensor([0.6, 0.4, 0.3])
+    data = _clip(model, T=3, S=96)
+    cam = make_camera(torch.full((3,), float(data.K[0, 0])), 96, 96)
+    with torch.no_grad():
+        v = model(expression=torch.tensor(data.expression), rotation=torch.tensor(data.rotation),
+                  translation=torch.tensor(data.translation)).vertices
+        out = Renderer()(v, model.faces, cam, vertex_colors=col, antialias=False)
+    data.frames = (out.rgb * 255).round().byte().numpy()
+    baked = texture_from_frames(model, data, frames=range(3))
+    face = model.region_mask("face")
+    err = (baked - col).abs().max(1).values[face]
+    assert float(err.median()) < 0.05  # vertex colours interpolate across pixels: close, not exact
+
+
+def test_bad_inputs_get_clear_errors(model, tmp_path):
+    from PIL import Image
+
+    noise = tmp_path / "noface"
+    noise.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(noise / f"{i:03d}.png")
+    with pytest.raises(ValueError, match="no face"):
+        prepare(noise, tmp_path / "out", model_spec="character")
+    tr = tmp_path / "track"
+    tr.mkdir()
+    base = dict(identity=np.zeros(model.n_identity), expression=np.zeros((4, model.n_expression)),
+                jaw=np.zeros((4, 3)), rotation=np.zeros((4, 3)), translation=np.zeros((4, 3)), focal=500.0,
+                width=64, height=64)
+    np.savez(tr / "track.npz", **base)
+    with pytest.raises(ValueError, match="has 4 frames but the video has 3"):
+        load_track(tr, model, 3, 64, 64)
+    np.savez(tr / "track.npz", **{**base, "identity": np.zeros(model.n_identity + 1)})
+    with pytest.raises(ValueError, match="identity"):
+        load_track(tr, model, 4, 64, 64)
+    with pytest.raises(FileNotFoundError, match="portrait.pt"):
+        load_portrait(tmp_path / "nothing")
