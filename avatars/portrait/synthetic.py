@@ -37,7 +37,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +70,11 @@ class SyntheticClipConfig:
         size: image width = height, px.
         fps: frame rate (only recorded, and used by :func:`write_clip`).
         seed: seed of every random choice (identity, texture noise, background, blink times).
-        train_fraction: frames ``[0, round(train_fraction * T))`` are training frames.
+        train_fraction: frames ``[0, round(train_fraction * T))`` are training frames. The
+            held-out part holds a yaw extreme (and so an unseen combination) only when it is at
+            least a quarter of a yaw cycle long, i.e. ``train_fraction <= 8/9``.
         yaw_deg, pitch_deg, roll_deg: amplitudes of the head motion, degrees.
+        sway_mm: amplitude of the head's sideways (x) drift, mm; up-down drift is half of it.
         identity_scale: identity coefficients are ``identity_scale * N(0, 1)`` in units of the
             model's ``identity_std``; 0 gives the mean head.
         events: expression events cycled through (keys of :data:`EVENTS`).
@@ -98,6 +101,7 @@ class SyntheticClipConfig:
     yaw_deg: float = 30.0
     pitch_deg: float = 12.0
     roll_deg: float = 4.0
+    sway_mm: float = 6.0
     identity_scale: float = 0.5
     events: tuple[str, ...] = ("smile", "jaw", "brows")
     blink_every_s: float = 1.6
@@ -178,7 +182,8 @@ def _bump(t: np.ndarray, centre: float, half_width: float) -> np.ndarray:
 
 
 def _trajectory(cfg: SyntheticClipConfig, rng: np.random.Generator) -> dict[str, np.ndarray | int]:
-    """Euler angles (T, 3) rad, event weights (T, E), blink (T,), n_train (see the module doc)."""
+    """Euler angles (T, 3) rad, event weights (T, E), blink (T,), translation drift (T, 3) mm,
+    n_train (see the module doc)."""
     T = cfg.frames
     n_train = int(round(cfg.train_fraction * T))
     n_train = min(max(n_train, 1), T - 1)
@@ -201,7 +206,10 @@ def _trajectory(cfg: SyntheticClipConfig, rng: np.random.Generator) -> dict[str,
     while c < T:
         blink = np.maximum(blink, _bump(t, c, 2.5))
         c += period * rng.uniform(0.6, 1.4)
-    return {"ypr": np.stack([yaw, pitch, roll], 1), "events": ev, "blink": blink, "n_train": n_train}
+    sway = cfg.sway_mm * np.stack([np.sin(2 * np.pi * t / (1.1 * P) + 0.4),
+                                   0.5 * np.sin(2 * np.pi * t / (0.9 * P) + 1.3), np.zeros(T)], 1)
+    return {"ypr": np.stack([yaw, pitch, roll], 1), "events": ev, "blink": blink, "n_train": n_train,
+            "sway": sway}
 
 
 def heldout_novelty(clip: SyntheticClip) -> np.ndarray:
@@ -414,7 +422,7 @@ def synthetic_clip(model: MorphableModel, cfg: SyntheticClipConfig = SyntheticCl
         centre = (lo + hi) / 2
         focal = float(cfg.focal) if cfg.focal is not None else 2.0 * S
         dist = float(cfg.distance) if cfg.distance is not None else focal * (hi - lo)[1] / (cfg.fill * S)
-        translation = np.broadcast_to(np.array([-centre[0], -centre[1], -dist - centre[2]]), (T, 3)).copy()
+        translation = np.array([-centre[0], -centre[1], -dist - centre[2]])[None] + traj["sway"]
 
         albedo_v = _skin_colors(model, rest, rng)
         hair_v, hair_f = _hair_shell(model, rest, cfg, rng)
@@ -493,7 +501,7 @@ def write_clip(clip: SyntheticClip, folder: str | os.PathLike) -> Path:
         (tmp / "frames").mkdir()
         for i, f in enumerate(clip.frames):
             Image.fromarray(f).save(tmp / "frames" / f"{i:06d}.png")
-        truth = {k: np.asarray(v) for k, v in asdict(clip).items() if k != "frames"}
+        truth = {f.name: np.asarray(getattr(clip, f.name)) for f in fields(clip) if f.name != "frames"}
         truth["event_names"] = np.asarray(clip.event_names, dtype=str)
         np.savez_compressed(tmp / "truth.npz", **truth)
         write_video(tmp / "clip.mp4", clip.frames, fps=clip.fps)
