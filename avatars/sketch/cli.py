@@ -39,11 +39,15 @@ def _train(args: argparse.Namespace) -> int:
     from avatars.sketch.api import save_weights
     from avatars.sketch.train import TrainConfig, train
 
+    from face3d.scale import ray_available
+
+    if args.ray is not None and not ray_available("sketch-train"):
+        return 2
     torch.set_num_threads(args.threads)
     model = face3d.load_model(args.model)
     cfg = TrainConfig()
     cfg = replace(cfg, **{k: getattr(args, k) for k in ("heads", "coarse_steps", "fine_steps", "fine_heads") if getattr(args, k) is not None})
-    out = train(model, cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+    out = train(model, cfg, log=lambda s: print(s, file=sys.stderr, flush=True), ray=args.ray, workers=args.workers)
     model_sha = hashlib.sha256(Path(model.source).read_bytes()).hexdigest() if model.source and Path(model.source).is_file() else ""
     sha = save_weights(args.out, model, out["coarse"], out["fine"],
                        {"train_config": out["config"], "train_seconds": out["train_seconds"], "model_file_sha256": model_sha})
@@ -99,6 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fine-steps", type=int)
     p.add_argument("--fine-heads", type=int)
     p.add_argument("--threads", type=int, default=1)
+    from face3d.scale import add_ray_flags
+
+    add_ray_flags(p, "training drawings (chunks of 16 heads; the same drawings as without)", shared_out=False)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sketch-eval", help="benchmark the sketch networks on held-out synthetic drawings")

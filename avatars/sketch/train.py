@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -54,35 +55,64 @@ class Drawings:
     vertices: Tensor
 
 
+def chunk_generator(seed: int, chunk: int) -> torch.Generator:
+    """The random stream of chunk ``chunk`` of a drawing set: chunk 0 uses ``seed`` itself (so a
+    set of one chunk is the one earlier versions drew from one sequential generator), later
+    chunks a stream of their own (numpy ``SeedSequence([seed, chunk])``), so any worker can draw
+    any chunk and the set does not depend on which one did."""
+    if chunk == 0:
+        return torch.Generator().manual_seed(int(seed))
+    s = int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(s)
+
+
+def _drawing_setup(model, styles: int, head_cfg: HeadConfig, style_cfg: dr.StyleConfig, threads: int | None = None):
+    """A worker's context for :func:`_drawing_chunk` (built once per worker)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return (model, styles, head_cfg, style_cfg, dr.drawing_camera(model), dr.drawing_faces(model),
+            dr.model_labels(model))
+
+
+def _drawing_chunk(ctx, item: tuple[int, int, int, int, int]) -> dict:
+    """Chunk ``(chunk, start, b, seed, style_seed)``: ``b`` heads from ``start``, their drawings."""
+    model, styles, head_cfg, style_cfg, cam, faces, labels = ctx
+    chunk, start, b, seed, style_seed = item
+    gen, sgen = chunk_generator(seed, chunk), chunk_generator(style_seed, chunk)
+    h = sample_heads(model, b, gen, head_cfg)
+    layers = dr.stroke_layers(h.vertices, faces, cam, labels=labels, curvature=dr.mean_curvature(h.vertices, model.faces))
+    inks, heads = [], []
+    for _ in range(styles):
+        img = dr.stylize(layers, sgen, style_cfg)
+        for k in range(b):
+            ink, _ = dr.read_drawing(img[k])
+            inks.append((ink * 255 + 0.5).to(torch.uint8))
+            heads.append(start + k)
+    return {"ink": torch.stack(inks), "head": torch.tensor(heads), "identity": h.identity / model.identity_std,
+            "expression": h.expression, "neck": h.neck, "vertices": h.vertices.half()}
+
+
 def make_drawings(model, n_heads: int, styles: int, seed: int, style_seed: int,
                   head_cfg: HeadConfig = HeadConfig(), style_cfg: dr.StyleConfig = dr.StyleConfig(),
-                  batch: int = 16, log=print) -> Drawings:
-    """``n_heads`` random heads, ``styles`` drawings each (see the module docstring)."""
-    gen = torch.Generator().manual_seed(seed)
-    sgen = torch.Generator().manual_seed(style_seed)
-    cam = dr.drawing_camera(model)
-    faces = dr.drawing_faces(model)
-    labels = dr.model_labels(model)
-    inks, heads, ids, exs, necks, verts = [], [], [], [], [], []
+                  batch: int = 16, log=print, ray: str | None = None, workers: int | None = None) -> Drawings:
+    """``n_heads`` random heads, ``styles`` drawings each (see the module docstring).
+
+    The heads are drawn in chunks of ``batch``, each from its own seeds (:func:`chunk_generator`),
+    so the set is a function of the arguments alone. ``ray``: a Ray address (``"local"`` for a
+    local Ray, see :mod:`face3d.scale`) to draw the chunks on Ray workers (one CPU and one torch
+    thread each); the set is byte-for-byte the single-process one. ``log`` None: no progress bar.
+    """
+    from face3d.scale import map_in_order
+
+    items = [(c, start, min(batch, n_heads - start), seed, style_seed) for c, start in enumerate(range(0, n_heads, batch))]
+    setup_args = (model, styles, head_cfg, style_cfg, 1 if ray is not None else None)
     t0 = time.time()
-    for start in range(0, n_heads, batch):
-        b = min(batch, n_heads - start)
-        h = sample_heads(model, b, gen, head_cfg)
-        layers = dr.stroke_layers(h.vertices, faces, cam, labels=labels,
-                                  curvature=dr.mean_curvature(h.vertices, model.faces))
-        for _ in range(styles):
-            img = dr.stylize(layers, sgen, style_cfg)
-            for k in range(b):
-                ink, _ = dr.read_drawing(img[k])
-                inks.append((ink * 255 + 0.5).to(torch.uint8))
-                heads.append(start + k)
-        ids.append(h.identity / model.identity_std)
-        exs.append(h.expression)
-        necks.append(h.neck)
-        verts.append(h.vertices.half())
-        if log and (start // batch) % 10 == 0:
-            log(f"drawings: {start + b}/{n_heads} heads, {time.time() - t0:.0f} s")
-    return Drawings(torch.stack(inks), torch.tensor(heads), torch.cat(ids), torch.cat(exs), torch.cat(necks), torch.cat(verts))
+    parts = map_in_order(_drawing_chunk, items, _drawing_setup, setup_args, ray=ray, workers=workers,
+                         progress=log is not None, desc="drawings", unit="chunk")
+    if log:
+        log(f"drawings: {n_heads} heads, {styles} styles each, {time.time() - t0:.0f} s")
+    # Ink of chunk c is style-major within the chunk, as a single sequential loop would make it.
+    return Drawings(*(torch.cat([p[k] for p in parts]) for k in ("ink", "head", "identity", "expression", "neck", "vertices")))
 
 
 def _augment(ink: Tensor, gen: torch.Generator) -> Tensor:
@@ -210,10 +240,15 @@ def train_fine(x: Tensor, y: Tensor, m: Tensor, cfg: TrainConfig, log=print) -> 
     return net
 
 
-def train(model, cfg: TrainConfig = TrainConfig(), log=print) -> dict:
-    """Both stages from scratch. Returns the checkpoint dict :func:`.api.save_weights` writes."""
+def train(model, cfg: TrainConfig = TrainConfig(), log=print, ray: str | None = None, workers: int | None = None) -> dict:
+    """Both stages from scratch. Returns the checkpoint dict :func:`.api.save_weights` writes.
+
+    ``ray``, ``workers``: draw the training drawings on Ray workers (:func:`make_drawings`); the
+    drawings, and so the training run, are the same as without.
+    """
     t0 = time.time()
-    data = make_drawings(model, cfg.heads, cfg.styles, cfg.seed, cfg.seed + 100, cfg.head, cfg.style, log=log)
+    data = make_drawings(model, cfg.heads, cfg.styles, cfg.seed, cfg.seed + 100, cfg.head, cfg.style, log=log,
+                         ray=ray, workers=workers)
     coarse = train_coarse(model, data, cfg, log=log)
     x, y, m = fine_examples(model, coarse, data, min(cfg.fine_heads, cfg.heads), log=log)
     fine = train_fine(x, y, m, cfg, log=log)
