@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 __all__ = ["DistInfo", "init_from_env", "current", "shard", "average_gradients", "average_scalar",
-           "broadcast_parameters", "shutdown", "exit_worker"]
+           "broadcast_parameters", "build_across_ranks", "broadcast_object", "shutdown", "exit_worker"]
 
 
 @dataclass(frozen=True)
@@ -139,3 +139,35 @@ def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(t.data, 0)
+
+
+def build_across_ranks(build: Callable[[Sequence[int]], list], n: int, info: DistInfo) -> list:
+    """``build(range(n))`` with the work split over the ranks: rank r builds items r, r + N, ...
+    and every rank gets the whole list in item order (one ``all_gather_object``).
+
+    For a training set made once before training whose items are not bit-exact from call to call
+    (espeak-ng speech): every rank must train on the same items, so they are made once and shared
+    rather than made again on each rank. ``build(indices)`` returns one result per index.
+    """
+    if not info.active:
+        return list(build(range(n)))
+    import torch.distributed as dist
+
+    mine = list(build(range(info.rank, n, info.world)))
+    parts: list = [None] * info.world
+    dist.all_gather_object(parts, mine)
+    out: list = [None] * n
+    for r, part in enumerate(parts):
+        out[r::info.world] = part
+    return out
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank (pickled; for data made once on rank 0)."""
+    if not info.active:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
