@@ -151,21 +151,12 @@ def corpus_examples(model: MorphableModel, cfg: "TrainConfig", ray: str | None =
     varies by a few samples from call to call, so the examples are equal up to that.
     """
     from audio2exp.corpus import CorpusConfig, corpus_items
-    from face3d import distributed
-    from face3d.scale import map_in_order
+    from face3d.scale import map_shared
 
-    info = distributed.current() if dist is None else dist
     items = list(enumerate(corpus_items(CorpusConfig(n_utterances=cfg.n_utterances, seed=cfg.seed))))
     setup_args = (model, cfg.augment, cfg.n_augmented, cfg.seed, 1 if ray is not None else None)
-
-    def build(idx) -> list:
-        return map_in_order(_corpus_item, [items[i] for i in idx], _corpus_setup, setup_args, ray=ray,
-                            workers=workers, progress=progress and info.is_main, desc="corpus", unit="utt")
-
-    if ray is not None:
-        per_utt = distributed.broadcast_object(build(range(len(items))) if info.is_main else None, info)
-    else:
-        per_utt = distributed.build_across_ranks(build, len(items), info)
+    per_utt = map_shared(_corpus_item, items, _corpus_setup, setup_args, ray=ray, workers=workers, progress=progress,
+                         desc="corpus", unit="utt", dist=dist)
     return [e for ex in per_utt for e in ex]
 
 

@@ -8,6 +8,10 @@ processes with B/N each follow the single-process run with batch B (up to float 
 Drawing the whole batch on every rank repeats the data generation N times; the network's forward
 and backward passes are what is split.
 
+A network with batch normalisation needs its batch statistics over the global batch, not the
+slice, to follow the single-process run: :func:`global_batchnorm` swaps its ``BatchNorm2d``
+layers for :class:`GlobalBatchNorm2d` (``torch.nn.SyncBatchNorm`` only runs on GPUs).
+
 Only rank 0 writes files and logs (:attr:`DistInfo.is_main`). Gradients are averaged explicitly
 (one flattened all-reduce per step) rather than through ``DistributedDataParallel``, because the
 stabilizer's loss calls several methods of its network, not ``forward``.
@@ -23,7 +27,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["DistInfo", "init_from_env", "current", "shard", "average_gradients", "average_scalar",
-           "broadcast_parameters", "build_across_ranks", "broadcast_object", "shutdown", "exit_worker"]
+           "broadcast_parameters", "build_across_ranks", "broadcast_object", "GlobalBatchNorm2d", "global_batchnorm",
+           "shutdown", "exit_worker"]
 
 
 @dataclass(frozen=True)
@@ -171,3 +176,49 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     box = [obj if info.is_main else None]
     dist.broadcast_object_list(box, 0)
     return box[0]
+
+
+class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
+    """``BatchNorm2d`` whose training-mode statistics are those of the global batch: the per-rank
+    sums are all-reduced (through :mod:`torch.distributed.nn`, so the backward pass all-reduces
+    their gradients too). Equal slices on every rank are assumed (:func:`shard`). In eval mode,
+    or outside a process group, it is a plain ``BatchNorm2d`` (same parameters and buffers)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        info = current()
+        if not (self.training and info.active):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        n = x.numel() // x.shape[1] * info.world  # values per channel in the global batch
+        mean = all_reduce(x.sum((0, 2, 3))) / n
+        d = x - mean[None, :, None, None]
+        var = all_reduce((d * d).sum((0, 2, 3))) / n  # biased, as BatchNorm normalises with
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
+        y = d * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def global_batchnorm(module: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """Replace every ``BatchNorm2d`` inside ``module`` by a :class:`GlobalBatchNorm2d` sharing its
+    parameters and buffers (state dict keys unchanged); a no-op outside a process group."""
+    if not info.active:
+        return module
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.BatchNorm2d:
+                g = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                      child.track_running_stats)
+                g.load_state_dict(child.state_dict())
+                if child.affine:
+                    g.weight, g.bias = child.weight, child.bias
+                g.train(child.training)
+                setattr(parent, name, g)
+    return module

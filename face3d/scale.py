@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["map_items", "map_in_order", "ray_map", "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
+__all__ = ["map_items", "map_in_order", "map_shared", "ray_map", "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
 
 # argparse sentinel: ``--ray`` given without an address means "start a local Ray".
 RAY_LOCAL = "local"
@@ -186,3 +186,27 @@ def map_in_order(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Cal
                           unit=unit, context=context):
         out[i] = r
     return out
+
+
+def map_shared(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable[..., Any],
+               setup_args: tuple = (), ray: str | None = None, workers: int | None = None,
+               progress: bool = True, desc: str = "", unit: str = "item", dist: Any = None) -> list:
+    """:func:`map_in_order` for a training set that every process of a ``torchrun`` job needs.
+
+    ``dist`` (a :class:`face3d.distributed.DistInfo`; default: the running process group, if
+    any): without Ray the ranks split the items (:func:`face3d.distributed.build_across_ranks`);
+    with ``ray`` rank 0 alone sends them to the Ray workers. Either way every rank gets the whole
+    list, in item order. Only rank 0 shows the progress bar.
+    """
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
+    items = list(items)
+
+    def build(idx) -> list:
+        return map_in_order(fn, [items[i] for i in idx], setup, setup_args, ray=ray, workers=workers,
+                            progress=progress and info.is_main, desc=desc, unit=unit)
+
+    if ray is not None:
+        return distributed.broadcast_object(build(range(len(items))) if info.is_main else None, info)
+    return distributed.build_across_ranks(build, len(items), info)
