@@ -89,7 +89,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from face3d.scale import ray_available
 
-    if args.ray is not None and not ray_available("audio2exp train"):
+    if args.ray is not None and not ray_available("train", "audio2exp"):
         return 2
     cfg = TrainConfig(model=args.model, n_utterances=args.n_utterances, steps=args.steps, threads=args.threads,
                       augment=not args.no_augment, seed=args.seed, checkpoint_every=args.checkpoint_every,

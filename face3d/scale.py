@@ -35,12 +35,12 @@ def import_ray():
     return ray
 
 
-def ray_available(command: str) -> bool:
-    """True if Ray imports; else says how to install it (before any work starts)."""
+def ray_available(command: str, prog: str = "face3d") -> bool:
+    """True if Ray imports; else says how to install it (before any work starts), as ``prog command``."""
     try:
         import_ray()
     except ImportError as e:
-        print(f"face3d {command}: {e}", file=sys.stderr)
+        print(f"{prog} {command}: {e}", file=sys.stderr)
         return False
     return True
 

@@ -86,3 +86,23 @@ def _examples_of(ctx, item):
     rig, augment, n_augmented, seed = ctx
     i, u = item
     return utterance_examples(u, rig, augment, n_augmented, _example_rng(seed, i))
+
+
+def test_generators_and_their_commands_without_ray(tmp_path):
+    code = _BLOCK_RAY + """
+import avatars.sketch.train, audio2exp.train, face3d
+from avatars.sketch.train import make_drawings
+from avatars.cli import main as avatars_main
+from audio2exp.cli import main as audio2exp_main
+d = make_drawings(face3d.load_model("builtin"), 2, 1, 0, 1, log=None)  # no Ray needed without --ray
+assert d.ink.shape == (2, 3, 128, 128) and "ray" not in sys.modules
+print("RC", avatars_main(["sketch-train", "--heads", "2", "--ray", "--out", "w.pt"]),
+      audio2exp_main(["train", "--model", "character", "--n-utterances", "2", "--ray", "--out", "a.pt"]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "RC 2 2" in r.stdout  # refused before any work, with what to install
+    assert "avatars sketch-train: --ray needs Ray: pip install" in r.stderr
+    assert "audio2exp train: --ray needs Ray: pip install" in r.stderr
+    assert not list(tmp_path.glob("*.pt"))

@@ -41,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from face3d.scale import ray_available
 
-    if args.ray is not None and not ray_available("sketch-train"):
+    if args.ray is not None and not ray_available("sketch-train", "avatars"):
         return 2
     torch.set_num_threads(args.threads)
     model = face3d.load_model(args.model)
