@@ -182,7 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-every", type=int, help="steps between log lines (default 100)")
     from face3d.scale import add_ray_flags
 
-    add_ray_flags(p, "speech corpus (utterance by utterance)", shared_out=False, worker_threads="one")
+    add_ray_flags(p, "speech corpus (utterance by utterance)", shared_out=False, worker_threads="one torch thread")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="LVE / viseme accuracy on held-out synthetic speech, closure rates on real speech")

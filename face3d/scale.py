@@ -45,7 +45,7 @@ def ray_available(command: str, prog: str = "face3d") -> bool:
     return True
 
 
-def add_ray_flags(p, what: str, shared_out: bool = True, worker_threads: str = "--threads") -> None:
+def add_ray_flags(p, what: str, shared_out: bool = True, worker_threads: str = "--threads torch threads") -> None:
     """``--ray [ADDRESS]`` and ``--workers N`` (see :mod:`face3d.scale`). ``shared_out``: the
     workers write the outputs themselves (False: results come back to the driver, which writes).
     ``worker_threads``: what the help says each worker's torch threads are."""
@@ -56,7 +56,7 @@ def add_ray_flags(p, what: str, shared_out: bool = True, worker_threads: str = "
                         "with one worker per CPU, with one (auto, HOST:6379, ray://HOST:10001) join that cluster"
                         + where)
     p.add_argument("--workers", type=int, default=None,
-                   help=f"Ray workers (default: the cluster's CPUs); each uses {worker_threads} torch threads")
+                   help=f"Ray workers (default: the cluster's CPUs); each uses {worker_threads}")
 
 
 class _Worker:

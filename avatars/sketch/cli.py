@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1)
     from face3d.scale import add_ray_flags
 
-    add_ray_flags(p, "training drawings (chunks of 16 heads; the same drawings as without)", shared_out=False, worker_threads="one")
+    add_ray_flags(p, "training drawings (chunks of 16 heads; the same drawings as without)", shared_out=False, worker_threads="one torch thread")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sketch-eval", help="benchmark the sketch networks on held-out synthetic drawings")
