@@ -197,7 +197,7 @@ def map_shared(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Calla
     ``dist`` (a :class:`face3d.distributed.DistInfo`; default: the running process group, if
     any): without Ray the ranks split the items (:func:`face3d.distributed.build_across_ranks`);
     with ``ray`` rank 0 alone sends them to the Ray workers. Either way every rank gets the whole
-    list, in item order. Only rank 0 shows the progress bar.
+    list, in item order. Only rank 0 shows a progress bar (over its share without Ray).
     """
     from face3d import distributed
 
