@@ -87,12 +87,18 @@ def _speak(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from audio2exp.train import TrainConfig, train_and_save
 
+    from face3d.scale import ray_available
+
+    if args.ray is not None and not ray_available("train", "audio2exp"):
+        return 2
     cfg = TrainConfig(model=args.model, n_utterances=args.n_utterances, steps=args.steps, threads=args.threads,
-                      augment=not args.no_augment, seed=args.seed, checkpoint_every=args.checkpoint_every)
+                      augment=not args.no_augment, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      **{k: getattr(args, k) for k in ("batch", "crop", "d_model", "n_layers", "dropout", "n_augmented",
+                                                       "lr", "log_every") if getattr(args, k) is not None})
     import face3d
 
     out = args.out or f"assets/audio2exp_{face3d.load_model(args.model).name}.pt"
-    train_and_save(cfg, out)
+    train_and_save(cfg, out, ray=args.ray, workers=args.workers)
     return 0
 
 
@@ -165,6 +171,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-augment", action="store_true", help="train on clean synthetic speech only")
+    p.add_argument("--batch", type=int, help="crops per step (default 12); under torchrun the global batch, split "
+                                             "over the processes")
+    p.add_argument("--crop", type=int, help="network frames per crop (default 120)")
+    p.add_argument("--n-augmented", type=int, help="degraded copies per utterance (default 2)")
+    p.add_argument("--d-model", type=int, help="network width (default 96)")
+    p.add_argument("--n-layers", type=int, help="network layers (default 3)")
+    p.add_argument("--dropout", type=float, help="dropout (default 0.1)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    p.add_argument("--log-every", type=int, help="steps between log lines (default 100)")
+    from face3d.scale import add_ray_flags
+
+    add_ray_flags(p, "speech corpus (utterance by utterance)", shared_out=False, worker_threads="one torch thread")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="LVE / viseme accuracy on held-out synthetic speech, closure rates on real speech")

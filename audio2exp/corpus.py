@@ -197,17 +197,41 @@ def corpus_voices(split: str) -> list[str]:
     return [b + (f"+{v}" if v else "") for b in base for v in var]
 
 
-def generate_corpus(cfg: CorpusConfig = CorpusConfig()):
-    """Yield ``cfg.n_utterances`` :class:`Utterance` s (voice, rate, pitch drawn from the seed)."""
+@dataclass(frozen=True)
+class CorpusItem:
+    """One utterance to speak: its text and espeak-ng settings (a pure function of the seed)."""
+
+    text: str
+    voice: str
+    rate: int  # words per minute
+    pitch: int
+    pitch_range: int
+
+    def speak(self) -> Utterance:
+        """Synthesize it (not bit-exact from call to call: see the module docstring)."""
+        u = synthesize(self.text, self.voice, self.rate, self.pitch, self.pitch_range)
+        return replace(u, voice=f"{self.voice} rate={self.rate} pitch={self.pitch} range={self.pitch_range}")
+
+
+def corpus_items(cfg: CorpusConfig = CorpusConfig()) -> list[CorpusItem]:
+    """The ``cfg.n_utterances`` items of the corpus (texts, voices, rate, pitch drawn from the seed),
+    without synthesizing them: what a worker needs to speak any one of them."""
     if cfg.split not in ("train", "heldout"):
         raise ValueError(f"split: expected 'train' or 'heldout', got {cfg.split!r}")
     texts = sentences(cfg.n_utterances, cfg.seed, cfg.split, cfg.words, cfg.common_words)
     voices = list(cfg.voices) or corpus_voices(cfg.split)
     rng = np.random.default_rng([cfg.seed, 11])
+    out = []
     for text in texts:
         voice = voices[rng.integers(len(voices))]
         rate = int(rng.integers(cfg.rate[0], cfg.rate[1] + 1))
         pitch = int(rng.integers(cfg.pitch[0], cfg.pitch[1] + 1))
         prange = int(rng.integers(cfg.pitch_range[0], cfg.pitch_range[1] + 1))
-        u = synthesize(text, voice, rate, pitch, prange)
-        yield replace(u, voice=f"{voice} rate={rate} pitch={pitch} range={prange}")
+        out.append(CorpusItem(text, voice, rate, pitch, prange))
+    return out
+
+
+def generate_corpus(cfg: CorpusConfig = CorpusConfig()):
+    """Yield ``cfg.n_utterances`` :class:`Utterance` s (:func:`corpus_items`, spoken one by one)."""
+    for item in corpus_items(cfg):
+        yield item.speak()

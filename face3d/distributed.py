@@ -8,6 +8,10 @@ processes with B/N each follow the single-process run with batch B (up to float 
 Drawing the whole batch on every rank repeats the data generation N times; the network's forward
 and backward passes are what is split.
 
+A network with batch normalisation needs its batch statistics over the global batch, not the
+slice, to follow the single-process run: :func:`global_batchnorm` swaps its ``BatchNorm2d``
+layers for :class:`GlobalBatchNorm2d` (``torch.nn.SyncBatchNorm`` only runs on GPUs).
+
 Only rank 0 writes files and logs (:attr:`DistInfo.is_main`). Gradients are averaged explicitly
 (one flattened all-reduce per step) rather than through ``DistributedDataParallel``, because the
 stabilizer's loss calls several methods of its network, not ``forward``.
@@ -17,13 +21,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 __all__ = ["DistInfo", "init_from_env", "current", "shard", "average_gradients", "average_scalar",
-           "broadcast_parameters", "shutdown", "exit_worker"]
+           "broadcast_parameters", "build_across_ranks", "broadcast_object", "GlobalBatchNorm2d", "global_batchnorm",
+           "shutdown", "exit_worker"]
 
 
 @dataclass(frozen=True)
@@ -139,3 +144,81 @@ def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(t.data, 0)
+
+
+def build_across_ranks(build: Callable[[Sequence[int]], list], n: int, info: DistInfo) -> list:
+    """``build(range(n))`` with the work split over the ranks: rank r builds items r, r + N, ...
+    and every rank gets the whole list in item order (one ``all_gather_object``).
+
+    For a training set made once before training whose items are not bit-exact from call to call
+    (espeak-ng speech): every rank must train on the same items, so they are made once and shared
+    rather than made again on each rank. ``build(indices)`` returns one result per index.
+    """
+    if not info.active:
+        return list(build(range(n)))
+    import torch.distributed as dist
+
+    mine = list(build(range(info.rank, n, info.world)))
+    parts: list = [None] * info.world
+    dist.all_gather_object(parts, mine)
+    out: list = [None] * n
+    for r, part in enumerate(parts):
+        out[r::info.world] = part
+    return out
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank (pickled; for data made once on rank 0)."""
+    if not info.active:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
+class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
+    """``BatchNorm2d`` whose training-mode statistics are those of the global batch: the per-rank
+    sums are all-reduced (through :mod:`torch.distributed.nn`, so the backward pass all-reduces
+    their gradients too). Equal slices on every rank are assumed (:func:`shard`). In eval mode,
+    or outside a process group, it is a plain ``BatchNorm2d`` (same parameters and buffers)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        info = current()
+        if not (self.training and info.active):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        n = x.numel() // x.shape[1] * info.world  # values per channel in the global batch
+        mean = all_reduce(x.sum((0, 2, 3))) / n
+        d = x - mean[None, :, None, None]
+        var = all_reduce((d * d).sum((0, 2, 3))) / n  # biased, as BatchNorm normalises with
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
+        y = d * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def global_batchnorm(module: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """Replace every ``BatchNorm2d`` inside ``module`` by a :class:`GlobalBatchNorm2d` sharing its
+    parameters and buffers (state dict keys unchanged); a no-op outside a process group."""
+    if not info.active:
+        return module
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.BatchNorm2d:
+                g = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                      child.track_running_stats)
+                g.load_state_dict(child.state_dict())
+                if child.affine:
+                    g.weight, g.bias = child.weight, child.bias
+                g.train(child.training)
+                setattr(parent, name, g)
+    return module

@@ -7,6 +7,10 @@ per worker, each calling ``setup`` once (so models and weights load once per wor
 item), and sends the items to the actors. Results come back to the driver, which merges them in
 item order, so a report written from them is the same as the single-process one.
 
+The generators of the training sets (``sketch-train``'s drawings, ``audio2exp train``'s corpus)
+use :func:`map_in_order`: every item carries its own seed, so where the work is deterministic the
+gathered list is byte-for-byte the single-process one, whichever worker drew which item.
+
 Ray is optional (``pip install .[scale]``) and imported only inside :func:`ray_map`.
 Outputs that ``fn`` writes go to the paths it is given: on a multi-machine cluster those must be
 on storage every node sees (NFS, a mounted bucket).
@@ -16,7 +20,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["map_items", "ray_map", "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
+__all__ = ["map_items", "map_in_order", "map_shared", "ray_map", "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
 
 # argparse sentinel: ``--ray`` given without an address means "start a local Ray".
 RAY_LOCAL = "local"
@@ -31,24 +35,28 @@ def import_ray():
     return ray
 
 
-def ray_available(command: str) -> bool:
-    """True if Ray imports; else says how to install it (before any work starts)."""
+def ray_available(command: str, prog: str = "face3d") -> bool:
+    """True if Ray imports; else says how to install it (before any work starts), as ``prog command``."""
     try:
         import_ray()
     except ImportError as e:
-        print(f"face3d {command}: {e}", file=sys.stderr)
+        print(f"{prog} {command}: {e}", file=sys.stderr)
         return False
     return True
 
 
-def add_ray_flags(p, what: str) -> None:
-    """``--ray [ADDRESS]`` and ``--workers N`` (see :mod:`face3d.scale`)."""
+def add_ray_flags(p, what: str, shared_out: bool = True, worker_threads: str = "--threads torch threads") -> None:
+    """``--ray [ADDRESS]`` and ``--workers N`` (see :mod:`face3d.scale`). ``shared_out``: the
+    workers write the outputs themselves (False: results come back to the driver, which writes).
+    ``worker_threads``: what the help says each worker's torch threads are."""
+    where = ("; outputs go to --out, which on a multi-machine cluster must be shared storage" if shared_out else
+             "; results come back to this process")
     p.add_argument("--ray", nargs="?", const=RAY_LOCAL, default=None, metavar="ADDRESS",
                    help=f"process the {what} on Ray workers (pip install .[scale]): without ADDRESS a local Ray "
-                        "with one worker per CPU, with one (auto, HOST:6379, ray://HOST:10001) join that cluster; "
-                        "outputs go to --out, which on a multi-machine cluster must be shared storage")
+                        "with one worker per CPU, with one (auto, HOST:6379, ray://HOST:10001) join that cluster"
+                        + where)
     p.add_argument("--workers", type=int, default=None,
-                   help="Ray workers (default: the cluster's CPUs); each uses --threads torch threads")
+                   help=f"Ray workers (default: the cluster's CPUs); each uses {worker_threads}")
 
 
 class _Worker:
@@ -158,3 +166,48 @@ def map_items(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callab
     finally:
         if bar is not None:
             bar.close()
+
+
+def map_in_order(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable[..., Any],
+                 setup_args: tuple = (), ray: str | None = None, workers: int | None = None,
+                 progress: bool = True, desc: str = "", unit: str = "item", context: Any = None) -> list:
+    """``[fn(context, item) for item in items]``, on Ray workers when ``ray`` is an address.
+
+    :func:`map_items` gathered back into item order: what a data generator needs, whose items
+    (chunks of a training set, each with its own seed) must come back as one list in the order
+    the single-process run makes them. ``context``: an already built context for the
+    single-process run (skips ``setup``). Example::
+
+        >>> map_in_order(lambda ctx, x: ctx + x, [1, 2, 3], setup=lambda: 10, progress=False)
+        [11, 12, 13]
+    """
+    items = list(items)
+    out: list = [None] * len(items)
+    for i, r in map_items(fn, items, setup, setup_args, ray=ray, workers=workers, progress=progress, desc=desc,
+                          unit=unit, context=context):
+        out[i] = r
+    return out
+
+
+def map_shared(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable[..., Any],
+               setup_args: tuple = (), ray: str | None = None, workers: int | None = None,
+               progress: bool = True, desc: str = "", unit: str = "item", dist: Any = None) -> list:
+    """:func:`map_in_order` for a training set that every process of a ``torchrun`` job needs.
+
+    ``dist`` (a :class:`face3d.distributed.DistInfo`; default: the running process group, if
+    any): without Ray the ranks split the items (:func:`face3d.distributed.build_across_ranks`);
+    with ``ray`` rank 0 alone sends them to the Ray workers. Either way every rank gets the whole
+    list, in item order. Only rank 0 shows a progress bar (over its share without Ray).
+    """
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
+    items = list(items)
+
+    def build(idx) -> list:
+        return map_in_order(fn, [items[i] for i in idx], setup, setup_args, ray=ray, workers=workers,
+                            progress=progress and info.is_main, desc=desc, unit=unit)
+
+    if ray is not None:
+        return distributed.broadcast_object(build(range(len(items))) if info.is_main else None, info)
+    return distributed.build_across_ranks(build, len(items), info)

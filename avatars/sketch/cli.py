@@ -39,14 +39,29 @@ def _train(args: argparse.Namespace) -> int:
     from avatars.sketch.api import save_weights
     from avatars.sketch.train import TrainConfig, train
 
+    from face3d.scale import ray_available
+
+    if args.ray is not None and not ray_available("sketch-train", "avatars"):
+        return 2
     torch.set_num_threads(args.threads)
     model = face3d.load_model(args.model)
     cfg = TrainConfig()
-    cfg = replace(cfg, **{k: getattr(args, k) for k in ("heads", "coarse_steps", "fine_steps", "fine_heads") if getattr(args, k) is not None})
-    out = train(model, cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+    cfg = replace(cfg, **{k: getattr(args, k) for k in ("heads", "styles", "coarse_steps", "coarse_batch", "fine_steps",
+                                                        "fine_batch", "fine_heads", "seed") if getattr(args, k) is not None})
+    from face3d import distributed
+
+    info = distributed.init_from_env()  # under torchrun: join the job; each rank trains on its slices
+    try:
+        out = train(model, cfg, log=lambda s: print(s, file=sys.stderr, flush=True), ray=args.ray, workers=args.workers,
+                    dist=info)
+    finally:
+        distributed.shutdown()
+    if not info.is_main:
+        distributed.exit_worker()  # rank 0 alone writes the weights
     model_sha = hashlib.sha256(Path(model.source).read_bytes()).hexdigest() if model.source and Path(model.source).is_file() else ""
     sha = save_weights(args.out, model, out["coarse"], out["fine"],
-                       {"train_config": out["config"], "train_seconds": out["train_seconds"], "model_file_sha256": model_sha})
+                       {"train_config": out["config"], "train_seconds": out["train_seconds"], "model_file_sha256": model_sha,
+                        "processes": out["processes"], "history": out["history"]})
     print(f"wrote {args.out} (sha256 {sha}) in {out['train_seconds']:.0f} s", file=sys.stderr)
     return 0
 
@@ -98,7 +113,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coarse-steps", type=int)
     p.add_argument("--fine-steps", type=int)
     p.add_argument("--fine-heads", type=int)
+    p.add_argument("--styles", type=int, help="drawings per head (default 2)")
+    p.add_argument("--coarse-batch", type=int, help="drawings per coarse step (default 32); under torchrun the "
+                                                    "global batch, split over the processes")
+    p.add_argument("--fine-batch", type=int, help="examples per fine step (default 8); split like --coarse-batch")
+    p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, default=1)
+    from face3d.scale import add_ray_flags
+
+    add_ray_flags(p, "training drawings (chunks of 16 heads; the same drawings as without)", shared_out=False, worker_threads="one torch thread")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sketch-eval", help="benchmark the sketch networks on held-out synthetic drawings")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -54,42 +55,76 @@ class Drawings:
     vertices: Tensor
 
 
+def chunk_generator(seed: int, chunk: int) -> torch.Generator:
+    """The random stream of chunk ``chunk`` of a drawing set: chunk 0 uses ``seed`` itself (so a
+    set of one chunk is the one earlier versions drew from one sequential generator), later
+    chunks a stream of their own (numpy ``SeedSequence([seed, chunk])``), so any worker can draw
+    any chunk and the set does not depend on which one did."""
+    if chunk == 0:
+        return torch.Generator().manual_seed(int(seed))
+    s = int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(s)
+
+
+def _drawing_setup(model, styles: int, head_cfg: HeadConfig, style_cfg: dr.StyleConfig, threads: int | None = None):
+    """A worker's context for :func:`_drawing_chunk` (built once per worker)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return (model, styles, head_cfg, style_cfg, dr.drawing_camera(model), dr.drawing_faces(model),
+            dr.model_labels(model))
+
+
+def _drawing_chunk(ctx, item: tuple[int, int, int, int, int]) -> dict:
+    """Chunk ``(chunk, start, b, seed, style_seed)``: ``b`` heads from ``start``, their drawings."""
+    model, styles, head_cfg, style_cfg, cam, faces, labels = ctx
+    chunk, start, b, seed, style_seed = item
+    gen, sgen = chunk_generator(seed, chunk), chunk_generator(style_seed, chunk)
+    h = sample_heads(model, b, gen, head_cfg)
+    layers = dr.stroke_layers(h.vertices, faces, cam, labels=labels, curvature=dr.mean_curvature(h.vertices, model.faces))
+    inks, heads = [], []
+    for _ in range(styles):
+        img = dr.stylize(layers, sgen, style_cfg)
+        for k in range(b):
+            ink, _ = dr.read_drawing(img[k])
+            inks.append((ink * 255 + 0.5).to(torch.uint8))
+            heads.append(start + k)
+    return {"ink": torch.stack(inks), "head": torch.tensor(heads), "identity": h.identity / model.identity_std,
+            "expression": h.expression, "neck": h.neck, "vertices": h.vertices.half()}
+
+
 def make_drawings(model, n_heads: int, styles: int, seed: int, style_seed: int,
                   head_cfg: HeadConfig = HeadConfig(), style_cfg: dr.StyleConfig = dr.StyleConfig(),
-                  batch: int = 16, log=print) -> Drawings:
-    """``n_heads`` random heads, ``styles`` drawings each (see the module docstring)."""
-    gen = torch.Generator().manual_seed(seed)
-    sgen = torch.Generator().manual_seed(style_seed)
-    cam = dr.drawing_camera(model)
-    faces = dr.drawing_faces(model)
-    labels = dr.model_labels(model)
-    inks, heads, ids, exs, necks, verts = [], [], [], [], [], []
+                  batch: int = 16, log=print, ray: str | None = None, workers: int | None = None,
+                  dist=None) -> Drawings:
+    """``n_heads`` random heads, ``styles`` drawings each (see the module docstring).
+
+    The heads are drawn in chunks of ``batch``, each from its own seeds (:func:`chunk_generator`),
+    so the set is a function of the arguments alone. ``ray``: a Ray address (``"local"`` for a
+    local Ray, see :mod:`face3d.scale`) to draw the chunks on Ray workers (one CPU and one torch
+    thread each); the set is byte-for-byte the single-process one. ``dist``: under ``torchrun`` the
+    ranks split the chunks and share the drawings (:func:`face3d.scale.map_shared`). ``log`` None:
+    no progress bar.
+    """
+    from face3d.scale import map_shared
+
+    items = [(c, start, min(batch, n_heads - start), seed, style_seed) for c, start in enumerate(range(0, n_heads, batch))]
+    setup_args = (model, styles, head_cfg, style_cfg, 1 if ray is not None else None)
     t0 = time.time()
-    for start in range(0, n_heads, batch):
-        b = min(batch, n_heads - start)
-        h = sample_heads(model, b, gen, head_cfg)
-        layers = dr.stroke_layers(h.vertices, faces, cam, labels=labels,
-                                  curvature=dr.mean_curvature(h.vertices, model.faces))
-        for _ in range(styles):
-            img = dr.stylize(layers, sgen, style_cfg)
-            for k in range(b):
-                ink, _ = dr.read_drawing(img[k])
-                inks.append((ink * 255 + 0.5).to(torch.uint8))
-                heads.append(start + k)
-        ids.append(h.identity / model.identity_std)
-        exs.append(h.expression)
-        necks.append(h.neck)
-        verts.append(h.vertices.half())
-        if log and (start // batch) % 10 == 0:
-            log(f"drawings: {start + b}/{n_heads} heads, {time.time() - t0:.0f} s")
-    return Drawings(torch.stack(inks), torch.tensor(heads), torch.cat(ids), torch.cat(exs), torch.cat(necks), torch.cat(verts))
+    parts = map_shared(_drawing_chunk, items, _drawing_setup, setup_args, ray=ray, workers=workers,
+                       progress=log is not None, desc="drawings", unit="chunk", dist=dist)
+    if log:
+        log(f"drawings: {n_heads} heads, {styles} styles each, {time.time() - t0:.0f} s")
+    # Ink of chunk c is style-major within the chunk, as a single sequential loop would make it.
+    return Drawings(*(torch.cat([p[k] for p in parts]) for k in ("ink", "head", "identity", "expression", "neck", "vertices")))
 
 
-def _augment(ink: Tensor, gen: torch.Generator) -> Tensor:
-    """Small random shifts and scalings (±3 %, ±2 px) of (B, 3, H, W) float ink."""
+def _augment(ink: Tensor, gen: torch.Generator, batch: int | None = None, rows: slice = slice(None)) -> Tensor:
+    """Small random shifts and scalings (±3 %, ±2 px) of (B, 3, H, W) float ink: rows ``rows`` of a
+    batch of ``batch`` (default B), whose random draws are made for the whole batch."""
+    s = 1 + (torch.rand(batch or ink.shape[0], generator=gen) * 2 - 1) * 0.03
+    t = (torch.rand(batch or ink.shape[0], 2, generator=gen) * 2 - 1) * (2 / 64)
+    s, t = s[rows], t[rows]
     B = ink.shape[0]
-    s = 1 + (torch.rand(B, generator=gen) * 2 - 1) * 0.03
-    t = (torch.rand(B, 2, generator=gen) * 2 - 1) * (2 / 64)
     theta = torch.zeros(B, 2, 3)
     theta[:, 0, 0], theta[:, 1, 1] = s, s
     theta[:, :, 2] = t
@@ -97,36 +132,55 @@ def _augment(ink: Tensor, gen: torch.Generator) -> Tensor:
     return F.grid_sample(ink, grid, align_corners=False)
 
 
-def _step(opt, sched, loss: Tensor) -> None:
+def _step(opt, sched, loss: Tensor, net: torch.nn.Module, info) -> None:
+    from face3d import distributed
+
     opt.zero_grad()
     loss.backward()
+    distributed.average_gradients(net.parameters(), info)
     opt.step()
     sched.step()
 
 
-def train_coarse(model, data: Drawings, cfg: TrainConfig, log=print) -> CoarseNet:
-    """Train :class:`CoarseNet` (L1 vertex error in mm on :func:`loss_vertices`, plus a weak prior)."""
+def train_coarse(model, data: Drawings, cfg: TrainConfig, log=print, dist=None, history: list | None = None) -> CoarseNet:
+    """Train :class:`CoarseNet` (L1 vertex error in mm on :func:`loss_vertices`, plus a weak prior).
+
+    ``dist``: under ``torchrun`` (default: the running process group, if any) every rank draws the
+    same batch of ``cfg.coarse_batch`` and trains on its slice, with batch statistics and gradients
+    over the whole batch (:mod:`face3d.distributed`); only rank 0 logs. ``history``: gets the
+    batch's loss of every step appended.
+    """
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
+    part = distributed.shard(cfg.coarse_batch, info, "TrainConfig.coarse_batch")
+    log = log if info.is_main else None
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     idx = loss_vertices(model)
     sub = FastHead(model, idx)
     net = CoarseNet(model.n_identity, model.n_expression, cfg.coarse)
+    distributed.broadcast_parameters(net, info)
+    distributed.global_batchnorm(net, info)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.coarse_lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.coarse_lr, total_steps=cfg.coarse_steps, pct_start=0.1)
     t0 = time.time()
     N = data.ink.shape[0]
     for step in range(cfg.coarse_steps):
-        j = torch.randint(N, (cfg.coarse_batch,), generator=gen)
+        j = torch.randint(N, (cfg.coarse_batch,), generator=gen)[part]
         hd = data.head[j]
-        ink = _augment(data.ink[j].float() / 255, gen)
+        ink = _augment(data.ink[j].float() / 255, gen, cfg.coarse_batch, part)
         with torch.no_grad():
             tgt = sub(data.identity[hd], data.expression[hd], data.neck[hd])
         ident, ex, neck = net(ink)
         pred = sub(ident, ex, neck)
-        loss = (pred - tgt).abs().sum(-1).mean() + 1e-3 * ident.pow(2).mean()
-        _step(opt, sched, loss)
+        loss = (pred - tgt).abs().sum(-1).mean() + 1e-3 * ident.pow(2).mean()  # slice means: their mean is the batch's
+        _step(opt, sched, loss, net, info)
+        lv = distributed.average_scalar(loss.detach(), info)
+        if history is not None:
+            history.append(lv)
         if log and (step % 100 == 0 or step == cfg.coarse_steps - 1):
-            log(f"coarse {step}/{cfg.coarse_steps}: vertex L1 {loss.item():.2f} mm, {time.time() - t0:.0f} s")
+            log(f"coarse {step}/{cfg.coarse_steps}: vertex L1 {lv:.2f} mm, {time.time() - t0:.0f} s")
     net.eval()
     return net
 
@@ -154,10 +208,15 @@ def coarse_camera(model, vertices: Tensor):
     return dr.crop_camera(cam, dr.square_crop(sil))
 
 
-def fine_examples(model, net: CoarseNet, data: Drawings, n: int, log=print) -> tuple[Tensor, Tensor, Tensor]:
+def fine_examples(model, net: CoarseNet, data: Drawings, n: int, log=print, dist=None) -> tuple[Tensor, Tensor, Tensor]:
     """Inputs (n, 8, H, W), targets (n, 4, H, W) (depth relief: true minus coarse depth less its
     median, in 5 mm units; camera normals)
-    and target masks (n, H, W) for the fine stage, from the first drawing of each of ``n`` heads."""
+    and target masks (n, H, W) for the fine stage, from the first drawing of each of ``n`` heads.
+    ``dist``: under ``torchrun`` the ranks split the heads and share the examples."""
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
+    log = log if info.is_main else None
     first = torch.zeros(data.identity.shape[0], dtype=torch.long)
     first[data.head.flip(0)] = torch.arange(len(data.head) - 1, -1, -1)
     sel = first[:n]
@@ -166,57 +225,93 @@ def fine_examples(model, net: CoarseNet, data: Drawings, n: int, log=print) -> t
     with torch.no_grad():
         coarse_v = coefficients_to_mesh(model, ident, ex, neck)
     faces = dr.drawing_faces(model)
-    xs, ys, ms = [], [], []
     t0 = time.time()
-    for k in range(n):
-        cam = coarse_camera(model, coarse_v[k])
-        cr = render_coarse(coarse_v[k], faces, cam)
-        tr = render_coarse(data.vertices[data.head[sel[k]]].float(), faces, cam)
-        both = cr.mask & tr.mask
-        res = (tr.depth - cr.depth) / DEPTH_SCALE_MM
-        # The global offset between the two heads is not in a scale-free drawing: learn the
-        # depth relief relative to its median (the mesh update then moves relief, not distance).
-        res = res - (res[both].median() if bool(both.any()) else 0.0)
-        res = torch.where(both, res, torch.zeros_like(res)).clamp(-4, 4)
-        xs.append(fine_input(ink[k], cr))
-        ys.append(torch.cat((res[None], tr.normals.permute(2, 0, 1)), 0))
-        ms.append(both)
-        if log and k % 200 == 0:
-            log(f"fine examples: {k}/{n}, {time.time() - t0:.0f} s")
+
+    def build(ks) -> list:
+        out = []
+        for c, k in enumerate(ks):
+            cam = coarse_camera(model, coarse_v[k])
+            cr = render_coarse(coarse_v[k], faces, cam)
+            tr = render_coarse(data.vertices[data.head[sel[k]]].float(), faces, cam)
+            both = cr.mask & tr.mask
+            res = (tr.depth - cr.depth) / DEPTH_SCALE_MM
+            # The global offset between the two heads is not in a scale-free drawing: learn the
+            # depth relief relative to its median (the mesh update then moves relief, not distance).
+            res = res - (res[both].median() if bool(both.any()) else 0.0)
+            res = torch.where(both, res, torch.zeros_like(res)).clamp(-4, 4)
+            out.append((fine_input(ink[k], cr), torch.cat((res[None], tr.normals.permute(2, 0, 1)), 0), both))
+            if log and c % 200 == 0:
+                log(f"fine examples: {c}/{len(ks)}, {time.time() - t0:.0f} s")
+        return out
+
+    xs, ys, ms = zip(*distributed.build_across_ranks(build, n, info))
     return torch.stack(xs), torch.stack(ys), torch.stack(ms)
 
 
-def train_fine(x: Tensor, y: Tensor, m: Tensor, cfg: TrainConfig, log=print) -> FineNet:
-    """Train :class:`FineNet`: L1 on the depth residual and the normals inside the mask."""
+def train_fine(x: Tensor, y: Tensor, m: Tensor, cfg: TrainConfig, log=print, dist=None,
+               history: list | None = None) -> FineNet:
+    """Train :class:`FineNet`: L1 on the depth residual and the normals inside the mask.
+
+    ``dist``: as for :func:`train_coarse`; the mask sums that normalise the losses are the whole
+    batch's, so each rank's slice adds its share of the batch's loss. ``history``: as for
+    :func:`train_coarse`.
+    """
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
+    part = distributed.shard(cfg.fine_batch, info, "TrainConfig.fine_batch")
+    log = log if info.is_main else None
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     net = FineNet()
+    distributed.broadcast_parameters(net, info)
+    distributed.global_batchnorm(net, info)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.fine_lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.fine_lr, total_steps=cfg.fine_steps, pct_start=0.1)
     t0 = time.time()
     for step in range(cfg.fine_steps):
         j = torch.randint(x.shape[0], (cfg.fine_batch,), generator=gen)
+        denom = m[j].sum().float().clamp_min(1)  # of the whole batch
+        j = j[part]
         out = net(x[j])
         mk = m[j].float()
-        denom = mk.sum().clamp_min(1)
-        ld = ((out[:, 0] - y[j, 0]).abs() * mk).sum() / denom
+        ld = ((out[:, 0] - y[j, 0]).abs() * mk).sum() / denom * info.world  # averaged over ranks: the batch's
         nrm = F.normalize(out[:, 1:] + torch.tensor([0.0, 0.0, -1e-3]).view(1, 3, 1, 1), dim=1)
-        ln = ((nrm - y[j, 1:]).abs().sum(1) * mk).sum() / denom
+        ln = ((nrm - y[j, 1:]).abs().sum(1) * mk).sum() / denom * info.world
         loss = ld + ln
-        _step(opt, sched, loss)
+        _step(opt, sched, loss, net, info)
+        ld, ln = distributed.average_scalar(ld.detach(), info), distributed.average_scalar(ln.detach(), info)
+        if history is not None:
+            history.append(ld + ln)
         if log and (step % 100 == 0 or step == cfg.fine_steps - 1):
-            log(f"fine {step}/{cfg.fine_steps}: depth L1 {ld.item() * DEPTH_SCALE_MM:.2f} mm, normal L1 {ln.item():.3f}, {time.time() - t0:.0f} s")
+            log(f"fine {step}/{cfg.fine_steps}: depth L1 {ld * DEPTH_SCALE_MM:.2f} mm, normal L1 {ln:.3f}, {time.time() - t0:.0f} s")
     net.eval()
     return net
 
 
-def train(model, cfg: TrainConfig = TrainConfig(), log=print) -> dict:
-    """Both stages from scratch. Returns the checkpoint dict :func:`.api.save_weights` writes."""
+def train(model, cfg: TrainConfig = TrainConfig(), log=print, ray: str | None = None, workers: int | None = None,
+          dist=None) -> dict:
+    """Both stages from scratch. Returns the checkpoint dict :func:`.api.save_weights` writes.
+
+    ``ray``, ``workers``: draw the training drawings on Ray workers (:func:`make_drawings`); the
+    drawings, and so the training run, are the same as without. ``dist``: this process's rank
+    under ``torchrun`` (default: the running process group, if any): the ranks split the drawing
+    and the fine examples, and train each stage on their slices of the single-process batches
+    (:func:`train_coarse`, :func:`train_fine`), so N processes follow the single-process run.
+    """
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
     t0 = time.time()
-    data = make_drawings(model, cfg.heads, cfg.styles, cfg.seed, cfg.seed + 100, cfg.head, cfg.style, log=log)
-    coarse = train_coarse(model, data, cfg, log=log)
-    x, y, m = fine_examples(model, coarse, data, min(cfg.fine_heads, cfg.heads), log=log)
-    fine = train_fine(x, y, m, cfg, log=log)
+    log = log if info.is_main else None
+    data = make_drawings(model, cfg.heads, cfg.styles, cfg.seed, cfg.seed + 100, cfg.head, cfg.style, log=log,
+                         ray=ray, workers=workers, dist=info)
+    history: dict = {"coarse": [], "fine": []}
+    coarse = train_coarse(model, data, cfg, log=log, dist=info, history=history["coarse"])
+    x, y, m = fine_examples(model, coarse, data, min(cfg.fine_heads, cfg.heads), log=log, dist=info)
+    fine = train_fine(x, y, m, cfg, log=log, dist=info, history=history["fine"])
     secs = time.time() - t0
-    log(f"trained in {secs:.0f} s")
-    return {"coarse": coarse, "fine": fine, "config": asdict(cfg), "train_seconds": secs}
+    if log:
+        log(f"trained in {secs:.0f} s")
+    return {"coarse": coarse, "fine": fine, "config": asdict(cfg), "train_seconds": secs, "processes": info.world,
+            "history": history}
