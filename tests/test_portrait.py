@@ -158,12 +158,9 @@ def test_few_training_steps_raise_psnr_and_checkpoints_resume(model, tmp_path):
     after = score(p)
     assert after > before + 2.0, (before, after)
     # a run stopped at step 20 and resumed ends with the same weights as the uninterrupted run
-    from dataclasses import replace
-
-    train(data, tmp_path / "b", model, TINY, replace(tc, steps=20), progress=False)
-    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
-    ck["settings"]["train"]["steps"] = 40  # the same run, asked for 40 steps
-    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
+    torch.manual_seed(123)  # resuming restores the random state, whatever it is now
+    assert train(data, tmp_path / "b", model, TINY, tc, progress=False, stop_at=20) is None
+    assert not (tmp_path / "b" / "portrait.pt").exists()
     logs = []
     q = train(data, tmp_path / "b", model, TINY, tc, progress=False, log=logs.append)
     assert any("resuming" in m and "step 20" in m for m in logs)
@@ -207,8 +204,8 @@ def test_baked_texture_recovers_vertex_colours(model):
     from face3d.reconstruct.camera import make_camera
     from face3d.render import Renderer
 
-    g = torch.Generator().manual_seed(0)
-    col = torch.rand(model.n_vertices, 3, generator=g) * 0.2 + torch.tensor([0.6, 0.4, 0.3])
+    x = model().vertices[0]
+    col = 0.5 + 0.3 * torch.sin(x[:, [0, 1, 2]] / torch.tensor([25.0, 30.0, 35.0]))  # smooth: pixels can carry it
     data = _clip(model, T=3, S=96)
     cam = make_camera(torch.full((3,), float(data.K[0, 0])), 96, 96)
     with torch.no_grad():
@@ -219,7 +216,8 @@ def test_baked_texture_recovers_vertex_colours(model):
     baked = texture_from_frames(model, data, frames=range(3))
     face = model.region_mask("face")
     err = (baked - col).abs().max(1).values[face]
-    assert float(err.median()) < 0.05  # vertex colours interpolate across pixels: close, not exact
+    assert float(err.median()) < 0.02
+    assert float((col - col[face].mean(0)).abs().max(1).values[face].median()) > 0.1  # far from a flat colour
 
 
 def test_bad_inputs_get_clear_errors(model, tmp_path):

@@ -65,7 +65,7 @@ def _render(args: argparse.Namespace) -> int:
             drive = replace(drive, expression=drive.expression[:n], jaw=drive.jaw[:n], rotation=drive.rotation[:n],
                             translation=drive.translation[:n], neck=drive.neck[:n],
                             yaw_deg=None if drive.yaw_deg is None else drive.yaw_deg[:n])
-        out = write_drive(p, drive, args.out, size=args.size)
+        out = write_drive(p, drive, args.out, size=args.size, proxy=None if args.exact else args.proxy)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -140,6 +140,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--turntable", type=int, default=36, metavar="FRAMES", help="novel-view turntable (default)")
     p.add_argument("--out", required=True, help="output .mp4 or .gif")
     p.add_argument("--size", type=int, default=256)
+    p.add_argument("--proxy", type=int, default=64, help="fast path: proxy render size in px (see Portrait.render_frame)")
+    p.add_argument("--exact", action="store_true", help="render every shell ray with every sample (slower)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_render)

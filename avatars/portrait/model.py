@@ -304,7 +304,11 @@ class Portrait(nn.Module):
         acc = w.sum(1)
         bg = self.background.reshape(-1, 3)[rays.pix]
         out_rgb = (w[..., None] * rgb).sum(1) + (1 - acc)[:, None] * bg
+        cw = torch.cumsum(w, 1)
+        lo = (cw < 0.005 * acc[:, None]).sum(1).clamp_max(S - 1)
+        hi = (cw < 0.995 * acc[:, None]).sum(1).clamp_max(S - 1)
         return {"rgb": out_rgb, "alpha": acc, "normal": (w[..., None] * nw).sum(1), "depth": (w * z).sum(1),
+                "z_lo": z.gather(1, lo[:, None])[:, 0], "z_hi": z.gather(1, hi[:, None])[:, 0],
                 "normal_loss": (w * nerr).sum() / w.sum().clamp_min(1e-6)}
 
     def pose_vector(self, rotation: Tensor, jaw: Tensor) -> Tensor:
@@ -313,13 +317,19 @@ class Portrait(nn.Module):
     @torch.no_grad()
     def render_frame(self, expression: Tensor, jaw: Tensor, rotation: Tensor, translation: Tensor, camera,
                      app: Tensor | None = None, chunk: int = 8192, samples: int | None = None,
-                     background: Tensor | None = None, neck: Tensor | None = None) -> dict[str, Tensor]:
-        """Render one full frame: ``rgb`` (H, W, 3), ``alpha`` (H, W), ``normal`` (H, W, 3).
+                     background: Tensor | None = None, neck: Tensor | None = None, proxy: int | None = None,
+                     fine_samples: int = 6) -> dict[str, Tensor]:
+        """Render one full frame: ``rgb`` (H, W, 3), ``alpha`` (H, W), ``normal`` (H, W, 3), and
+        ``z_lo``/``z_hi`` (H, W): the depth range holding 99 % of each ray's opacity.
 
         Args:
             expression: (n_exp,); jaw, rotation, translation: (3,) each; camera: a 1-camera
             :class:`face3d.render.Camera` (any size; the background is resized to it).
             app: appearance code (default: the mean of the training codes). neck: (3,) optional.
+            proxy: fast path: first render at ``proxy`` px (longer side) with all samples, then
+            at full size only the rays whose 3x3 proxy neighbourhood has opacity, with
+            ``fine_samples`` samples in the depth range the proxy found (plus a 2 mm margin).
+            None renders every shell ray with every sample (exact; used by the evaluation).
         """
         H, W = camera.height, camera.width
         bg = self.background if background is None else background
@@ -329,10 +339,40 @@ class Portrait(nn.Module):
         verts = self.posed(expression[None], jaw[None], rotation[None], translation[None],
                            None if neck is None else neck[None])
         mask, near, far = self.shell_intervals(verts, camera)
+        near, far = near[0].reshape(-1), far[0].reshape(-1)
         pix = mask[0].reshape(-1).nonzero()[:, 0]
+        if proxy is not None and proxy < max(H, W):
+            pw, ph = max(1, round(W * proxy / max(H, W))), max(1, round(H * proxy / max(H, W)))
+            sx, sy = pw / W, ph / H
+            K = camera.K.clone()
+            K[:, 0, 0] *= sx
+            K[:, 1, 1] *= sy
+            K[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
+            K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
+            from dataclasses import replace as _replace
+
+            small = self.render_frame(expression, jaw, rotation, translation, _replace(camera, K=K, width=pw, height=ph),
+                                      app, chunk, samples, None, neck)
+            a = nn.functional.max_pool2d(small["alpha"][None, None], 3, 1, 1)[0, 0]
+            has = small["alpha"] > 1e-3
+            zlo = -nn.functional.max_pool2d(torch.where(has, -small["z_lo"], -torch.inf)[None, None], 3, 1, 1)[0, 0]
+            zhi = nn.functional.max_pool2d(torch.where(has, small["z_hi"], -torch.inf)[None, None], 3, 1, 1)[0, 0]
+            v = torch.div(pix, W, rounding_mode="floor")
+            u = pix % W
+            iy = ((v.float() + 0.5) * sy).long().clamp(0, ph - 1)
+            ix = ((u.float() + 0.5) * sx).long().clamp(0, pw - 1)
+            keep = a[iy, ix] > 0.01
+            pix, iy, ix = pix[keep], iy[keep], ix[keep]
+            near[pix] = torch.maximum(near[pix], zlo[iy, ix] - 2.0)
+            far[pix] = torch.minimum(far[pix], zhi[iy, ix] + 2.0)
+            bad = far[pix] <= near[pix]
+            far[pix[bad]] = near[pix[bad]] + 1.0
+            samples = fine_samples
         rgb = bg.reshape(-1, 3).clone()
         alpha = torch.zeros(H * W)
         normal = torch.zeros(H * W, 3)
+        z_lo = torch.zeros(H * W)
+        z_hi = torch.zeros(H * W)
         if app is None:
             app = self.field.app.weight.mean(0)
         pose = self.pose_vector(rotation, jaw)
@@ -343,13 +383,14 @@ class Portrait(nn.Module):
             for s in range(0, pix.numel(), chunk):
                 p = pix[s:s + chunk]
                 o, d = pixel_rays(K, Rwc, twc, H, W, p)
-                rays = RayBatch(p, o, d, near[0].reshape(-1)[p], far[0].reshape(-1)[p])
+                rays = RayBatch(p, o, d, near[p], far[p])
                 r = self.render_rays(rays, verts[0], expression, pose, app, key="render", samples=samples)
-                rgb[p], alpha[p], normal[p] = r["rgb"], r["alpha"], r["normal"]
+                rgb[p], alpha[p], normal[p], z_lo[p], z_hi[p] = r["rgb"], r["alpha"], r["normal"], r["z_lo"], r["z_hi"]
         finally:
             self.background = saved
             self.embedding.forget("render")
-        return {"rgb": rgb.reshape(H, W, 3).clamp(0, 1), "alpha": alpha.reshape(H, W), "normal": normal.reshape(H, W, 3)}
+        return {"rgb": rgb.reshape(H, W, 3).clamp(0, 1), "alpha": alpha.reshape(H, W), "normal": normal.reshape(H, W, 3),
+                "z_lo": z_lo.reshape(H, W), "z_hi": z_hi.reshape(H, W)}
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)

@@ -154,8 +154,10 @@ def camera_for(p: Portrait, size: int, yaw_deg: float = 0.0, center=None):
     return Camera(K=K[None], R=R[None], t=t[None], width=size, height=size, near=10.0, far=5000.0)
 
 
-def render_drive(p: Portrait, drive: Drive, size: int = 256, samples: int | None = None, progress: bool = True) -> np.ndarray:
-    """(T, size, size, 3) uint8 frames of the portrait driven by ``drive``."""
+def render_drive(p: Portrait, drive: Drive, size: int = 256, samples: int | None = None, progress: bool = True,
+                 proxy: int | None = 64) -> np.ndarray:
+    """(T, size, size, 3) uint8 frames of the portrait driven by ``drive``; ``proxy``: the fast
+    path of :meth:`Portrait.render_frame` (None: exact)."""
     frames = []
     it = range(drive.n_frames)
     if progress:
@@ -172,14 +174,15 @@ def render_drive(p: Portrait, drive: Drive, size: int = 256, samples: int | None
             center = v[0].mean(0)
         cam = camera_for(p, size, yaw, center)
         out = p.render_frame(prm["expression"], prm["jaw"], prm["rotation"], prm["translation"], cam,
-                             samples=samples, neck=prm["neck"])
+                             samples=samples, neck=prm["neck"], proxy=proxy if size > (proxy or 0) else None)
         frames.append((out["rgb"].numpy() * 255).round().clip(0, 255).astype(np.uint8))
     return np.stack(frames)
 
 
-def write_drive(p: Portrait, drive: Drive, out, size: int = 256, samples: int | None = None, progress: bool = True):
+def write_drive(p: Portrait, drive: Drive, out, size: int = 256, samples: int | None = None, progress: bool = True,
+                proxy: int | None = 64):
     """Render and write an MP4 (with the drive's audio, if any) or GIF."""
     from audio2exp.video import write_video
 
-    frames = render_drive(p, drive, size, samples, progress)
+    frames = render_drive(p, drive, size, samples, progress, proxy)
     return write_video(out, frames, fps=drive.fps, audio=drive.audio if str(out).lower().endswith(".mp4") else None)

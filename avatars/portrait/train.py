@@ -133,11 +133,12 @@ def load_portrait(path: str | Path, model=None) -> Portrait:
 
 def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConfig = PortraitConfig(),
           tcfg: TrainConfig = TrainConfig(), resume: bool = True, progress: bool = True,
-          log: Callable[[str], None] | None = None) -> Portrait:
+          log: Callable[[str], None] | None = None, stop_at: int | None = None) -> Portrait | None:
     """Train a portrait on ``data``'s training frames; writes ``out_dir/portrait.pt``.
 
     ``data`` is resized to ``tcfg.size``. With ``resume``, a checkpoint in ``out_dir`` made
-    with the same settings is continued.
+    with the same settings is continued. ``stop_at``: stop after that step with a checkpoint,
+    as an interrupted run would (returns None; a later call resumes).
     """
     import face3d
 
@@ -211,12 +212,18 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             bar.update(1)
             if step % 25 == 0:
                 bar.set_postfix(psnr=f"{-10 * math.log10(max(1e-10, np.mean(history[-25:]))):.2f}")
-        if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
+        stopping = stop_at is not None and step >= stop_at
+        if step % tcfg.checkpoint_every == 0 or step == tcfg.steps or stopping:
             seconds += time.time() - t_seg
             t_seg = time.time()
             _atomic_save({"settings": settings, "field": field.state_dict(), "optim": opt.state_dict(),
                           "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
                           "history": history, "seconds": seconds}, ck_path)
+        if stopping and step < tcfg.steps:
+            if bar is not None:
+                bar.close()
+            say(f"stopped at step {step}; checkpoint in {ck_path}")
+            return None
     if bar is not None:
         bar.close()
     seconds += time.time() - t_seg
