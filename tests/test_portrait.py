@@ -157,6 +157,14 @@ def test_few_training_steps_raise_psnr_and_checkpoints_resume(model, tmp_path):
     p = train(data, tmp_path / "a", model, TINY, tc, progress=False)
     after = score(p)
     assert after > before + 2.0, (before, after)
+    # the fast path (a proxy pass, then few samples where the proxy found opacity) stays close
+    from avatars.portrait.render import camera_for
+
+    cam2 = camera_for(p, 2 * data.size)
+    prm = data.params(0)
+    exact = p.render_frame(**prm, camera=cam2)["rgb"]
+    fast = p.render_frame(**prm, camera=cam2, proxy=data.size // 2)["rgb"]
+    assert psnr(fast, exact) > 30.0
     # a run stopped at step 20 and resumed ends with the same weights as the uninterrupted run
     torch.manual_seed(123)  # resuming restores the random state, whatever it is now
     assert train(data, tmp_path / "b", model, TINY, tc, progress=False, stop_at=20) is None
