@@ -1,0 +1,5 @@
+import sys
+
+from audio2exp.cli import main
+
+sys.exit(main())

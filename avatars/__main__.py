@@ -1,0 +1,5 @@
+import sys
+
+from avatars.cli import main
+
+sys.exit(main())
