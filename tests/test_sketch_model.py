@@ -107,3 +107,21 @@ def test_sketch_command_writes_a_mesh(tmp_path, builtin_model):
     Image.fromarray(np.full((64, 64, 3), 255, np.uint8)).save(blank)
     assert main(["sketch", str(blank), "--out", str(tmp_path / "b.obj")]) == 2
     assert not (tmp_path / "b.obj").exists()
+
+
+def test_weights_of_another_fine_output_are_refused(tmp_path, builtin_model):
+    # Weights whose fine network predicted absolute maps (before it predicted the change from
+    # the coarse render) would load and silently give wrong normals.
+    from avatars.sketch.api import save_weights
+    from avatars.sketch.coarse import CoarseNet
+    from avatars.sketch.fine import FineNet
+
+    m = builtin_model
+    path = tmp_path / "w.pt"
+    save_weights(path, m, CoarseNet(m.n_identity, m.n_expression), FineNet(4))
+    SketchModeler.load(path, model=m)
+    ck = torch.load(path, weights_only=False)
+    del ck["fine_output"]
+    torch.save(ck, path)
+    with pytest.raises(ValueError, match="retrain"):
+        SketchModeler.load(path, model=m)

@@ -22,6 +22,8 @@ from avatars.sketch.fine import CoarseRender, FineNet, RefineConfig, predict_map
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_WEIGHTS = ASSETS / "sketch_builtin.pt"
+# What the fine network's output means (see fine.FineNet); weights made for another meaning are refused.
+FINE_OUTPUT = "change from the coarse render: depth (5 mm units) and normal"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class SketchModeler:
             raise ValueError(
                 f"{path} was trained for model {ck['model']!r} ({ck['n_vertices']} vertices, {ck['n_identity']} identity, "
                 f"{ck['n_expression']} expression components), got {model.name!r} ({model.n_vertices}, {model.n_identity}, {model.n_expression})")
+        if ck.get("fine_output") != FINE_OUTPUT:
+            raise ValueError(f"{path}: its fine network predicts {ck.get('fine_output', 'depth relief and absolute normals')!r}, "
+                             f"this code expects {FINE_OUTPUT!r}; retrain with `avatars sketch-train --out {path}`")
         coarse = CoarseNet(ck["n_identity"], ck["n_expression"], CoarseConfig(**ck["coarse_config"]))
         coarse.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["coarse"].items()})
         fine = FineNet(ck["fine_width"])
@@ -143,7 +148,7 @@ def save_weights(path: str | Path, model, coarse: CoarseNet, fine: FineNet, extr
         "model": model.name, "n_vertices": model.n_vertices, "n_identity": model.n_identity,
         "n_expression": model.n_expression, "coarse_config": coarse.cfg.__dict__,
         "coarse": {k: v.half() if v.is_floating_point() else v for k, v in coarse.state_dict().items()},
-        "fine_width": fine.e1[0].out_channels,
+        "fine_width": fine.e1[0].out_channels, "fine_output": FINE_OUTPUT,
         "fine": {k: v.half() if v.is_floating_point() else v for k, v in fine.state_dict().items()},
         **(extra or {}),
     }

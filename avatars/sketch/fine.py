@@ -33,9 +33,10 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class FineNet(nn.Module):
-    """A small U-Net: (B, 8, H, W) -> (B, 4, H, W) = depth relief over the coarse depth (true
-    minus coarse, less its median over the mask, in 5 mm units) and a normal
-    (camera frame, unnormalised). H, W divisible by 8."""
+    """A small U-Net: (B, 8, H, W) -> (B, 4, H, W) = the change from the coarse render to the
+    true head: depth (true minus coarse camera z, in 5 mm units) and a normal change (camera
+    frame; added to the coarse normal, then normalised: see :func:`split_output`). Predicting the
+    change, not the map, makes "no change" the zero output. H, W divisible by 8."""
 
     def __init__(self, width: int = 12):
         super().__init__()
@@ -96,16 +97,19 @@ def fine_input(ink: Tensor, coarse: CoarseRender) -> Tensor:
     return torch.cat((ink, coarse.normals.permute(2, 0, 1), d[None], m[None].float()), 0)
 
 
-def split_output(y: Tensor) -> tuple[Tensor, Tensor]:
-    """(B, 4, H, W) network output -> depth residual (B, H, W) mm and unit normals (B, H, W, 3)."""
-    return y[:, 0] * DEPTH_SCALE_MM, F.normalize(y[:, 1:].permute(0, 2, 3, 1) + torch.tensor([0.0, 0.0, -1e-3]), dim=-1)
+def split_output(y: Tensor, coarse_normals: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, 4, H, W) network output and the (B, 3, H, W) coarse normals (camera frame, 0 off the
+    mask) -> depth change (B, H, W) mm and unit normals (B, H, W, 3)."""
+    n = coarse_normals + y[:, 1:] + torch.tensor([0.0, 0.0, -1e-3]).view(1, 3, 1, 1)
+    return y[:, 0] * DEPTH_SCALE_MM, F.normalize(n, dim=1).permute(0, 2, 3, 1)
 
 
 def predict_maps(net: FineNet, ink: Tensor, coarse: CoarseRender) -> tuple[Tensor, Tensor]:
     """Predicted depth (H, W) mm (the coarse depth plus the residual) and normals (H, W, 3)
     camera frame. Where the coarse render is empty the depth is 0."""
     with torch.no_grad():
-        res, n = split_output(net(fine_input(ink, coarse)[None]))
+        x = fine_input(ink, coarse)[None]
+        res, n = split_output(net(x), x[:, 3:6])
     depth = torch.where(coarse.mask, coarse.depth + res[0], torch.zeros_like(coarse.depth))
     return depth, n[0]
 
