@@ -17,7 +17,8 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     import face3d
-    from avatars.portrait.data import prepare
+    from face3d import distributed
+    from avatars.portrait.data import PortraitData, prepare
     from avatars.portrait.model import PortraitConfig
     from avatars.portrait.train import TrainConfig, train
 
@@ -27,15 +28,28 @@ def _train(args: argparse.Namespace) -> int:
     if not src.exists():
         print(f"error: source not found: {src} (expected a video file or a folder of frames)", file=sys.stderr)
         return 2
+    info = distributed.init_from_env()  # under torchrun: rank 0 prepares the data, every rank trains its share
     try:
-        data = prepare(src, args.out, model_spec=args.model, track_dir=args.track, size=max(256, args.size),
-                       max_frames=args.max_frames, train_fraction=args.train_fraction, progress=_log)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    cfg = replace(PortraitConfig(), normals=not args.no_normals)
-    tcfg = replace(TrainConfig(), steps=args.steps, size=args.size, rays=args.rays)
-    train(data, args.out, face3d.load_model(args.model), cfg, tcfg, resume=not args.restart, log=_log)
+        err = None
+        if info.is_main:
+            try:
+                prepare(src, args.out, model_spec=args.model, track_dir=args.track, size=max(256, args.size),
+                        max_frames=args.max_frames, train_fraction=args.train_fraction, progress=_log)
+            except (ValueError, FileNotFoundError) as e:
+                err = str(e)
+        err = distributed.broadcast_object(err, info)
+        if err is not None:
+            if info.is_main:
+                print(f"error: {err}", file=sys.stderr)
+            return 2
+        data = PortraitData.load(Path(args.out) / "data")
+        cfg = replace(PortraitConfig(), normals=not args.no_normals)
+        tcfg = replace(TrainConfig(), steps=args.steps, size=args.size, rays=args.rays)
+        train(data, args.out, face3d.load_model(args.model), cfg, tcfg, resume=not args.restart, log=_log, dist=info)
+    finally:
+        distributed.shutdown()
+    if not info.is_main:
+        distributed.exit_worker()  # rank 0 alone writes the portrait
     return 0
 
 

@@ -238,7 +238,7 @@ class Portrait(nn.Module):
 
     # ------------------------------------------------------------------ rendering rays
 
-    def sample_shell(self, rays: RayBatch, vertices: Tensor, key=None, jitter: bool = False,
+    def sample_shell(self, rays: RayBatch, vertices: Tensor, key=None, jitter: bool | Tensor = False,
                      samples: int | None = None) -> dict:
         """Samples along ``rays`` between their ``near`` and ``far`` depths, mapped to canonical space.
 
@@ -253,7 +253,13 @@ class Portrait(nn.Module):
         Rn = rays.pix.shape[0]
         dev = rays.origin.device
         t = torch.arange(S, device=dev, dtype=torch.float32)
-        t = (t + (torch.rand(Rn, S, device=dev) if jitter else 0.5)) / S  # (R, S)
+        if isinstance(jitter, Tensor):
+            if jitter.shape != (Rn, S):
+                raise ValueError(f"jitter: expected ({Rn}, {S}) offsets in [0, 1), got {tuple(jitter.shape)}")
+            off = jitter.to(dev)
+        else:
+            off = torch.rand(Rn, S, device=dev) if jitter else 0.5
+        t = (t + off) / S  # (R, S)
         z = rays.near[:, None] + t * (rays.far - rays.near)[:, None]
         pts = (rays.origin[:, None] + z[..., None] * rays.dirs[:, None]).reshape(-1, 3)
         xc, emb, Rot = self.embedding.map(pts, vertices, key)
@@ -261,14 +267,15 @@ class Portrait(nn.Module):
                 "valid": emb.distance <= self.cfg.shell_mm}
 
     def render_rays(self, rays: RayBatch, vertices: Tensor, expression: Tensor, pose: Tensor, app: Tensor,
-                    key=None, jitter: bool = False, samples: int | None = None) -> dict[str, Tensor]:
+                    key=None, jitter: bool | Tensor = False, samples: int | None = None) -> dict[str, Tensor]:
         """Volume-render rays of one frame.
 
         Args:
             rays: :class:`RayBatch` (R rays).
             vertices: (V, 3) the frame's posed mesh. expression: (n_exp,); pose: (6,) rotation +
             jaw; app: (app_dim,) appearance code. key: cache key of the frame's k-d tree.
-            jitter: stratified random sample positions (training).
+            jitter: stratified random sample positions (training); or the (R, S) offsets in
+            [0, 1) to use.
         Returns:
             ``rgb`` (R, 3) composited over the background, ``alpha`` (R,), ``normal_loss`` (),
             ``normal`` (R, 3) the weight-averaged world normal, ``depth`` (R,) mm.

@@ -133,18 +133,30 @@ def load_portrait(path: str | Path, model=None) -> Portrait:
 
 def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConfig = PortraitConfig(),
           tcfg: TrainConfig = TrainConfig(), resume: bool = True, progress: bool = True,
-          log: Callable[[str], None] | None = None, stop_at: int | None = None) -> Portrait | None:
+          log: Callable[[str], None] | None = None, stop_at: int | None = None, dist=None) -> Portrait | None:
     """Train a portrait on ``data``'s training frames; writes ``out_dir/portrait.pt``.
 
     ``data`` is resized to ``tcfg.size``. With ``resume``, a checkpoint in ``out_dir`` made
     with the same settings is continued. ``stop_at``: stop after that step with a checkpoint,
     as an interrupted run would (returns None; a later call resumes).
+
+    ``dist``: this process's rank under ``torchrun`` (default: the running process group, if
+    any). Every rank draws the same frames, rays and sample offsets from the seed and renders its
+    share of the step's ``frames_per_step`` frames; gradients are averaged, so N processes follow
+    the single-process run. Only rank 0 logs and writes files (all ranks return the portrait).
     """
     import face3d
+    from face3d import distributed
+
+    info = distributed.current() if dist is None else dist
+    mine = set(range(tcfg.frames_per_step)[distributed.shard(tcfg.frames_per_step, info, "TrainConfig.frames_per_step")])
+    if not info.is_main:
+        log, progress = None, False
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     say = log or (lambda m: None)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     model = model or face3d.load_model(data.model)
     if data.identity.shape != (model.n_identity,):
         raise ValueError(f"data: identity of {data.identity.shape[0]} coefficients, model {model.name!r} has "
@@ -191,21 +203,26 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
         js = torch.randint(0, d.n_train, (tcfg.frames_per_step,), generator=g).tolist()
         loss = 0.0
         mse_sum = 0.0
-        for j in js:
+        for k, j in enumerate(js):
             rays, sel = cache.rays(j, per, g)
+            jit = torch.rand(per, cfg.samples, generator=g)  # drawn by every rank: the same run
+            if k not in mine:
+                continue
             out = portrait.render_rays(rays, cache.verts[j], cache.expression[j], cache.pose[j],
-                                       field.app.weight[j], key=j, jitter=True)
+                                       field.app.weight[j], key=j, jitter=jit)
             tgt = cache.target[j][rays.pix]
             mse = ((out["rgb"] - tgt) ** 2).mean()
             l = mse + tcfg.mask_weight * ((out["alpha"] - cache.mask[j][rays.pix]) ** 2).mean()
             if cfg.normals:
                 l = l + tcfg.normal_weight * out["normal_loss"]
-            loss = loss + l / len(js)
+            loss = loss + l * (info.world / len(js))  # gradients are averaged over the ranks
             mse_sum += float(mse.detach()) / len(js)
         loss = loss + tcfg.app_weight * (field.app.weight[js] ** 2).sum(1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(field.parameters(), info)
         opt.step()
+        mse_sum = distributed.average_scalar(mse_sum, info) * info.world
         step += 1
         history.append(mse_sum)
         if bar is not None:
@@ -213,7 +230,7 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             if step % 25 == 0:
                 bar.set_postfix(psnr=f"{-10 * math.log10(max(1e-10, np.mean(history[-25:]))):.2f}")
         stopping = stop_at is not None and step >= stop_at
-        if step % tcfg.checkpoint_every == 0 or step == tcfg.steps or stopping:
+        if (step % tcfg.checkpoint_every == 0 or step == tcfg.steps or stopping) and info.is_main:
             seconds += time.time() - t_seg
             t_seg = time.time()
             _atomic_save({"settings": settings, "field": field.state_dict(), "optim": opt.state_dict(),
@@ -232,7 +249,8 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             "source": data.source, "normals": cfg.normals,
             "rest_rotation": np.median(d.rotation[:d.n_train], 0).tolist(),
             "rest_translation": np.median(d.translation[:d.n_train], 0).tolist()}
-    save_portrait(portrait, out_dir / "portrait.pt", d, meta)
+    if info.is_main:
+        save_portrait(portrait, out_dir / "portrait.pt", d, meta)
     portrait.meta = meta
     portrait.fps = d.fps
     portrait.model_spec = d.model
