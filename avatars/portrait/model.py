@@ -345,9 +345,6 @@ class Portrait(nn.Module):
                                            align_corners=False)[0].permute(1, 2, 0)
         verts = self.posed(expression[None], jaw[None], rotation[None], translation[None],
                            None if neck is None else neck[None])
-        mask, near, far = self.shell_intervals(verts, camera)
-        near, far = near[0].reshape(-1), far[0].reshape(-1)
-        pix = mask[0].reshape(-1).nonzero()[:, 0]
         if proxy is not None and proxy < max(H, W):
             pw, ph = max(1, round(W * proxy / max(H, W))), max(1, round(H * proxy / max(H, W)))
             sx, sy = pw / W, ph / H
@@ -358,23 +355,36 @@ class Portrait(nn.Module):
             K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
             from dataclasses import replace as _replace
 
-            small = self.render_frame(expression, jaw, rotation, translation, _replace(camera, K=K, width=pw, height=ph),
-                                      app, chunk, samples, None, neck)
+            small = self._render(verts, _replace(camera, K=K, width=pw, height=ph), expression, jaw, rotation, app,
+                                 chunk, samples, None)
             a = nn.functional.max_pool2d(small["alpha"][None, None], 3, 1, 1)[0, 0]
             has = small["alpha"] > 1e-3
             zlo = -nn.functional.max_pool2d(torch.where(has, -small["z_lo"], -torch.inf)[None, None], 3, 1, 1)[0, 0]
             zhi = nn.functional.max_pool2d(torch.where(has, small["z_hi"], -torch.inf)[None, None], 3, 1, 1)[0, 0]
-            v = torch.div(pix, W, rounding_mode="floor")
-            u = pix % W
-            iy = ((v.float() + 0.5) * sy).long().clamp(0, ph - 1)
-            ix = ((u.float() + 0.5) * sx).long().clamp(0, pw - 1)
-            keep = a[iy, ix] > 0.01
-            pix, iy, ix = pix[keep], iy[keep], ix[keep]
-            near[pix] = torch.maximum(near[pix], zlo[iy, ix] - 2.0)
-            far[pix] = torch.minimum(far[pix], zhi[iy, ix] + 2.0)
-            bad = far[pix] <= near[pix]
-            far[pix[bad]] = near[pix[bad]] + 1.0
-            samples = fine_samples
+            iy = ((torch.arange(H).float() + 0.5) * sy).long().clamp(0, ph - 1)
+            ix = ((torch.arange(W).float() + 0.5) * sx).long().clamp(0, pw - 1)
+            # rays only where the proxy saw opacity, sampled only in the depth range it found
+            # (no full-size shell rasterization needed)
+            keep = (a[iy][:, ix] > 0.01).reshape(-1)
+            near = (zlo[iy][:, ix] - 2.0).reshape(-1)
+            far = torch.maximum((zhi[iy][:, ix] + 2.0).reshape(-1), near + 1.0)
+            return self._render(verts, camera, expression, jaw, rotation, app, chunk, fine_samples, bg,
+                                intervals=(keep, near, far))
+        return self._render(verts, camera, expression, jaw, rotation, app, chunk, samples, bg)
+
+    def _render(self, verts, camera, expression, jaw, rotation, app, chunk, samples, bg, intervals=None):
+        H, W = camera.height, camera.width
+        if bg is None:
+            bg = self.background
+            if bg.shape[:2] != (H, W):
+                bg = nn.functional.interpolate(bg.permute(2, 0, 1)[None], size=(H, W), mode="bilinear",
+                                               align_corners=False)[0].permute(1, 2, 0)
+        if intervals is None:
+            mask, near, far = self.shell_intervals(verts, camera)
+            mask, near, far = mask[0].reshape(-1), near[0].reshape(-1), far[0].reshape(-1)
+        else:
+            mask, near, far = intervals
+        pix = mask.nonzero()[:, 0]
         rgb = bg.reshape(-1, 3).clone()
         alpha = torch.zeros(H * W)
         normal = torch.zeros(H * W, 3)
