@@ -9,7 +9,8 @@ import torch
 
 import face3d
 from avatars.portrait.data import PortraitData, load_track, prepare
-from avatars.portrait.embedding import MeshEmbedding, closest_points_on_triangles
+from avatars.portrait.embedding import MeshEmbedding
+from face3d.geometry.closest import closest_point_on_triangles
 from avatars.portrait.model import Portrait, PortraitConfig, RayBatch, pixel_rays
 from avatars.portrait.train import TrainConfig, load_portrait, psnr, save_portrait, train
 
@@ -55,7 +56,7 @@ def _brute_distance(points, verts, faces):
     a, b, c = (verts[faces[:, i]] for i in range(3))
     out = []
     for p in points.split(64):
-        q, _ = closest_points_on_triangles(p[:, None], a[None], b[None], c[None])
+        q, _ = closest_point_on_triangles(p[:, None], a[None], b[None], c[None])
         out.append((q - p[:, None]).norm(dim=-1).min(1).values)
     return torch.cat(out)
 
@@ -64,7 +65,7 @@ def test_closest_point_on_triangle_matches_dense_search():
     g = torch.Generator().manual_seed(0)
     a, b, c = torch.randn(3, 200, 3, generator=g).unbind(0)
     p = torch.randn(200, 3, generator=g) * 2
-    q, bary = closest_points_on_triangles(p, a, b, c)
+    q, bary = closest_point_on_triangles(p, a, b, c)
     assert torch.allclose((a * bary[:, :1] + b * bary[:, 1:2] + c * bary[:, 2:]), q, atol=1e-5)
     assert bool((bary >= -1e-6).all()) and torch.allclose(bary.sum(1), torch.ones(200), atol=1e-5)
     # dense barycentric grid over each triangle: nothing on it is closer than the returned point

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from face3d.geometry.closest import closest_point_on_triangles
+
 
 @dataclass(frozen=True)
 class Embedded:
@@ -46,52 +48,6 @@ def triangle_frames(vertices: Tensor, faces: Tensor) -> Tensor:
     """(..., V, 3) vertices, (F, 3) faces -> (..., F, 3, 3) orthonormal frames; rows are the first
     edge direction, the in-plane perpendicular and the unit face normal (right-handed)."""
     return _frames_of(*(vertices[..., faces[:, i], :] for i in range(3)))
-
-
-def closest_points_on_triangles(p: Tensor, a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """Closest point to ``p`` on triangles ``abc`` (all (..., 3), broadcast).
-
-    Returns ``(point (..., 3), barycentrics (..., 3))``: the standard region test on the
-    triangle's Voronoi regions (vertices, edges, interior), vectorised.
-    """
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = (ab * ap).sum(-1), (ac * ap).sum(-1)
-    bp = p - b
-    d3, d4 = (ab * bp).sum(-1), (ac * bp).sum(-1)
-    cp = p - c
-    d5, d6 = (ab * cp).sum(-1), (ac * cp).sum(-1)
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-    tiny = torch.finfo(p.dtype).tiny
-    # interior
-    denom = (va + vb + vc)
-    denom = torch.where(denom.abs() > tiny, denom, torch.full_like(denom, tiny))
-    v = vb / denom
-    w = vc / denom
-    u = 1 - v - w
-    # edges (parameters clamped into [0, 1] for safety with degenerate triangles)
-    t_ab = (d1 / torch.where((d1 - d3).abs() > tiny, d1 - d3, torch.full_like(d1, tiny))).clamp(0, 1)
-    t_ac = (d2 / torch.where((d2 - d6).abs() > tiny, d2 - d6, torch.full_like(d2, tiny))).clamp(0, 1)
-    den_bc = (d4 - d3) + (d5 - d6)
-    t_bc = ((d4 - d3) / torch.where(den_bc.abs() > tiny, den_bc, torch.full_like(den_bc, tiny))).clamp(0, 1)
-    zero, one = torch.zeros_like(u), torch.ones_like(u)
-    # later assignments take priority, so apply the regions in reverse order of the usual test
-    on_bc = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
-    u = torch.where(on_bc, zero, u); v = torch.where(on_bc, 1 - t_bc, v); w = torch.where(on_bc, t_bc, w)
-    on_ac = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
-    u = torch.where(on_ac, 1 - t_ac, u); v = torch.where(on_ac, zero, v); w = torch.where(on_ac, t_ac, w)
-    at_c = (d6 >= 0) & (d5 <= d6)
-    u = torch.where(at_c, zero, u); v = torch.where(at_c, zero, v); w = torch.where(at_c, one, w)
-    on_ab = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
-    u = torch.where(on_ab, 1 - t_ab, u); v = torch.where(on_ab, t_ab, v); w = torch.where(on_ab, zero, w)
-    at_b = (d3 >= 0) & (d4 <= d3)
-    u = torch.where(at_b, zero, u); v = torch.where(at_b, one, v); w = torch.where(at_b, zero, w)
-    at_a = (d1 <= 0) & (d2 <= 0)
-    u = torch.where(at_a, one, u); v = torch.where(at_a, zero, v); w = torch.where(at_a, zero, w)
-    bary = torch.stack((u, v, w), -1)
-    point = a * u[..., None] + b * v[..., None] + c * w[..., None]
-    return point, bary
 
 
 class MeshEmbedding:
@@ -151,7 +107,7 @@ class MeshEmbedding:
         v = vertices.detach().float().to(dev)
         tri = self.faces.to(dev)[cand]  # (N, k, 3)
         a, b, c = v[tri[..., 0]], v[tri[..., 1]], v[tri[..., 2]]
-        q, bary = closest_points_on_triangles(p[:, None], a, b, c)
+        q, bary = closest_point_on_triangles(p[:, None], a, b, c)
         d2 = ((q - p[:, None]) ** 2).sum(-1)
         best = d2.argmin(1)
         r = torch.arange(len(p), device=dev)
