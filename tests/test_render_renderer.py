@@ -237,3 +237,15 @@ def test_bad_camera_and_renderer_input_raise_naming_the_argument():
         Renderer()(v[None], f, cam, texture=torch.ones(1, 4, 4, 3))
     with pytest.raises(ValueError, match="tri"):
         Renderer()(v[None], f + 100, cam)
+
+
+def test_resized_camera_keeps_pixel_centres():
+    from face3d.render import Camera
+
+    cam = Camera.look_at(torch.tensor([30.0, -20.0, 600.0]), torch.zeros(3), fov_deg=25, width=64, height=48)
+    pts = torch.randn(1, 50, 3) * 40
+    big = cam.resized(256, 96)  # 4x wide, 2x high
+    uv, uv2 = cam.project(pts), big.project(pts)
+    assert (big.width, big.height) == (256, 96)
+    assert torch.allclose(uv2[..., 0], (uv[..., 0] + 0.5) * 4 - 0.5, atol=1e-3)
+    assert torch.allclose(uv2[..., 1], (uv[..., 1] + 0.5) * 2 - 0.5, atol=1e-3)

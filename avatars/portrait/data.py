@@ -66,12 +66,9 @@ class PortraitData:
                        for f in self.frames])
         ms = np.stack([np.asarray(Image.fromarray(m.astype(np.float32)).resize((size, size), Image.BILINEAR))
                        for m in self.masks]).clip(0, 1)
-        K = self.K.copy()
-        K[0, 0] *= s
-        K[1, 1] *= s
-        K[0, 2] = (K[0, 2] + 0.5) * s - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
-        return replace(self, frames=fr, masks=ms.astype(np.float32), K=K)
+        from face3d.render.camera import scale_intrinsics
+
+        return replace(self, frames=fr, masks=ms.astype(np.float32), K=scale_intrinsics(self.K, s, s))
 
     def camera(self, size: int | None = None):
         """A 1-camera :class:`face3d.render.Camera` at ``size`` px (default the data's)."""
@@ -79,15 +76,9 @@ class PortraitData:
         from face3d.render import Camera
 
         S = size or self.size
-        K = torch.tensor(self.K, dtype=torch.float32)
-        if S != self.size:
-            s = S / self.size
-            K[0, 0] *= s
-            K[1, 1] *= s
-            K[0, 2] = (K[0, 2] + 0.5) * s - 0.5
-            K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
-        return Camera(K=K[None], R=WORLD_TO_CAMERA[None].clone(), t=torch.zeros(1, 3), width=S, height=S,
-                      near=10.0, far=5000.0)
+        cam = Camera(K=torch.tensor(self.K, dtype=torch.float32)[None], R=WORLD_TO_CAMERA[None].clone(),
+                     t=torch.zeros(1, 3), width=self.size, height=self.size, near=10.0, far=5000.0)
+        return cam if S == self.size else cam.resized(S, S)
 
     def params(self, i: int) -> dict[str, torch.Tensor]:
         """Frame ``i``'s expression (n_exp,), jaw, rotation, translation (3,) as float tensors."""

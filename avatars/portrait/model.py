@@ -19,7 +19,7 @@ Units: millimetres, radians, pixels (OpenCV). Colours in [0, 1].
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -345,17 +345,19 @@ class Portrait(nn.Module):
                                            align_corners=False)[0].permute(1, 2, 0)
         verts = self.posed(expression[None], jaw[None], rotation[None], translation[None],
                            None if neck is None else neck[None])
+        self.embedding.forget("render")  # this frame's tree is built once, for the proxy and the full pass
+        try:
+            return self._render_frame(verts, camera, expression, jaw, rotation, app, chunk, samples, bg, proxy,
+                                      fine_samples)
+        finally:
+            self.embedding.forget("render")
+
+    def _render_frame(self, verts, camera, expression, jaw, rotation, app, chunk, samples, bg, proxy, fine_samples):
+        H, W = camera.height, camera.width
         if proxy is not None and proxy < max(H, W):
             pw, ph = max(1, round(W * proxy / max(H, W))), max(1, round(H * proxy / max(H, W)))
             sx, sy = pw / W, ph / H
-            K = camera.K.clone()
-            K[:, 0, 0] *= sx
-            K[:, 1, 1] *= sy
-            K[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
-            K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
-            from dataclasses import replace as _replace
-
-            small = self._render(verts, _replace(camera, K=K, width=pw, height=ph), expression, jaw, rotation, app,
+            small = self._render(verts, camera.resized(pw, ph), expression, jaw, rotation, app,
                                  chunk, samples, None)
             a = nn.functional.max_pool2d(small["alpha"][None, None], 3, 1, 1)[0, 0]
             has = small["alpha"] > 1e-3
@@ -395,7 +397,6 @@ class Portrait(nn.Module):
         pose = self.pose_vector(rotation, jaw)
         K, Rwc, twc = camera.K[0].float(), camera.R[0].float(), camera.t[0].float()
         saved, self.background = self.background, bg
-        self.embedding.forget("render")
         try:
             for s in range(0, pix.numel(), chunk):
                 p = pix[s:s + chunk]
@@ -405,9 +406,5 @@ class Portrait(nn.Module):
                 rgb[p], alpha[p], normal[p], z_lo[p], z_hi[p] = r["rgb"], r["alpha"], r["normal"], r["z_lo"], r["z_hi"]
         finally:
             self.background = saved
-            self.embedding.forget("render")
         return {"rgb": rgb.reshape(H, W, 3).clamp(0, 1), "alpha": alpha.reshape(H, W), "normal": normal.reshape(H, W, 3),
                 "z_lo": z_lo.reshape(H, W), "z_hi": z_hi.reshape(H, W)}
-
-    def config_dict(self) -> dict:
-        return asdict(self.cfg)

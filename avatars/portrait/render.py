@@ -135,14 +135,10 @@ def camera_for(p: Portrait, size: int, yaw_deg: float = 0.0, center=None):
     (world mm, a vertical axis through it)."""
     from face3d.reconstruct.camera import WORLD_TO_CAMERA
     from face3d.render import Camera
+    from face3d.render.camera import scale_intrinsics
 
-    S0 = p.background.shape[0]
-    s = size / S0
-    K = p.K.clone()
-    K[0, 0] *= s
-    K[1, 1] *= s
-    K[0, 2] = (K[0, 2] + 0.5) * s - 0.5
-    K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
+    s = size / p.background.shape[0]
+    K = scale_intrinsics(p.K, s, s)
     R = WORLD_TO_CAMERA.clone()
     t = torch.zeros(3)
     if yaw_deg:

@@ -76,12 +76,12 @@ class FrameCache:
         self.pose = torch.cat((torch.tensor(data.rotation[self.frames], dtype=torch.float32),
                                torch.tensor(data.jaw[self.frames], dtype=torch.float32)), 1)
 
-    def rays(self, j: int, n: int, g: torch.Generator) -> tuple[RayBatch, torch.Tensor]:
-        """``n`` random shell rays of cached frame ``j`` and their positions in ``self.pix[j]``."""
+    def rays(self, j: int, n: int, g: torch.Generator) -> RayBatch:
+        """``n`` random shell rays of cached frame ``j``."""
         sel = torch.randint(0, self.pix[j].numel(), (n,), generator=g)
         p = self.pix[j][sel]
         o, d = pixel_rays(self.K, self.R, self.t, self.H, self.W, p)
-        return RayBatch(p, o, d, self.near[j][sel], self.far[j][sel]), sel
+        return RayBatch(p, o, d, self.near[j][sel], self.far[j][sel])
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -204,7 +204,7 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
         loss = 0.0
         mse_sum = 0.0
         for k, j in enumerate(js):
-            rays, sel = cache.rays(j, per, g)
+            rays = cache.rays(j, per, g)
             jit = torch.rand(per, cfg.samples, generator=g)  # drawn by every rank: the same run
             if k not in mine:
                 continue

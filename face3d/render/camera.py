@@ -26,6 +26,18 @@ def _as_batch(x, name: str, shape: tuple[int, ...], dtype=torch.float32, device=
     return t
 
 
+def scale_intrinsics(K, sx: float, sy: float):
+    """Intrinsics (..., 3, 3) (tensor or numpy) of the same view resampled to ``sx`` x ``sy`` times
+    the pixels, in the pixel-centre convention: ``u' = (u + 0.5) * sx - 0.5``."""
+    K = K.clone() if isinstance(K, Tensor) else K.copy()
+    K[..., 0, 0] *= sx
+    K[..., 0, 1] *= sx
+    K[..., 1, 1] *= sy
+    K[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
+    K[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
+    return K
+
+
 @dataclass(frozen=True)
 class Camera:
     """A batch of cameras sharing one image size.
@@ -149,6 +161,12 @@ class Camera:
     @property
     def batch_size(self) -> int:
         return int(self.K.shape[0])
+
+    def resized(self, width: int, height: int) -> "Camera":
+        """The same cameras rendering ``width`` x ``height`` pixels (intrinsics scaled by
+        :func:`scale_intrinsics`; orthographic cameras scale their px/mm the same way)."""
+        K = scale_intrinsics(self.K, width / self.width, height / self.height)
+        return replace(self, K=K, width=int(width), height=int(height))
 
     def to(self, device=None, dtype=None) -> "Camera":
         """A copy with K, R, t moved to ``device`` / cast to ``dtype``."""
