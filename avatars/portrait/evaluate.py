@@ -3,8 +3,10 @@
 Frames ``[n_train, T)`` of a prepared clip are rendered at ``size`` px with their tracked
 expression and pose (appearance code: the mean of the training codes) and compared with the
 video frames: PSNR over the whole frame and over the head region (the foreground mask dilated
-by 4 % of the image), SSIM over the whole frame (scikit-image, Gaussian window). Every method is
-composited over the same fixed background, so the numbers differ only where the head is.
+by 4 % of the image), SSIM over the whole frame (scikit-image, Gaussian window). The baseline
+(and a portrait trained without a backdrop layer) is composited over the fixed median background
+of the training frames; a portrait with a backdrop layer renders its own torso and background at
+the frame's pose (what it would show when re-animated).
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ def evaluate_clip(data: PortraitData, portraits: dict, model=None, size: int = 1
         def f(i, p=p):
             prm = d.params(i)
             return p.render_frame(prm["expression"], prm["jaw"], prm["rotation"], prm["translation"], cam,
-                                  background=bg)["rgb"]
+                                  background=None if p.backdrop is not None else bg)["rgb"]
         renders[name] = f
     for name, fn in renders.items():
         ps, ph, ss = [], [], []

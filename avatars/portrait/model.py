@@ -11,8 +11,9 @@ gives density and a feature. Density starts from a prior that makes the mesh's i
 (gated per canonical point, so hair and what the 3DMM lacks can override it). A small network
 predicts the normal as a correction of the 3DMM's (canonical) normal; the colour network sees
 that normal turned into the world frame, the view direction, expression, jaw and head pose, and
-a per-frame appearance code. Background: a fixed image (the per-pixel median of the training
-frames outside their foreground masks).
+a per-frame appearance code. Behind the head: the per-pixel median of the training frames
+outside their foreground masks, either fixed or (by default) as the starting point of a
+pose-conditioned image layer that holds the torso (:mod:`avatars.portrait.backdrop`).
 
 Units: millimetres, radians, pixels (OpenCV). Colours in [0, 1].
 """
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from avatars.portrait.backdrop import Backdrop
 from avatars.portrait.embedding import MeshEmbedding
 
 
@@ -36,7 +38,9 @@ class PortraitConfig:
     ``k``: candidate triangles per closest-triangle query; ``planes``/``channels``: tri-plane
     resolution and feature channels; ``hidden``: MLP width; ``exp_dim``/``app_dim``: expression
     and appearance code sizes; ``normals``: condition colour on predicted normals (False is the
-    ablation of the evaluation).
+    ablation of the evaluation); ``backdrop``: behind the head, a pose-conditioned image layer
+    (:class:`~avatars.portrait.backdrop.Backdrop`: torso and background) instead of the fixed
+    median background.
     """
 
     shell_mm: float = 18.0
@@ -49,6 +53,7 @@ class PortraitConfig:
     exp_dim: int = 16
     app_dim: int = 8
     normals: bool = True
+    backdrop: bool = True
 
     def __post_init__(self):
         if self.shell_mm <= 0 or self.inner_mm <= 0:
@@ -203,6 +208,7 @@ class Portrait(nn.Module):
         self.register_buffer("background", background.float().clone())
         self.register_buffer("K", K.float().clone())
         self.embedding = MeshEmbedding(model.faces, can, k=cfg.k)
+        self.backdrop = Backdrop(background) if cfg.backdrop else None
         pad = cfg.shell_mm + 10.0
         bounds = torch.stack((can.min(0).values - pad, can.max(0).values + pad))
         self.field = PortraitField(cfg, bounds, model.n_expression, n_frames)
@@ -267,7 +273,8 @@ class Portrait(nn.Module):
                 "valid": emb.distance <= self.cfg.shell_mm}
 
     def render_rays(self, rays: RayBatch, vertices: Tensor, expression: Tensor, pose: Tensor, app: Tensor,
-                    key=None, jitter: bool | Tensor = False, samples: int | None = None) -> dict[str, Tensor]:
+                    key=None, jitter: bool | Tensor = False, samples: int | None = None,
+                    bg: Tensor | None = None) -> dict[str, Tensor]:
         """Volume-render rays of one frame.
 
         Args:
@@ -275,9 +282,9 @@ class Portrait(nn.Module):
             vertices: (V, 3) the frame's posed mesh. expression: (n_exp,); pose: (6,) rotation +
             jaw; app: (app_dim,) appearance code. key: cache key of the frame's k-d tree.
             jitter: stratified random sample positions (training); or the (R, S) offsets in
-            [0, 1) to use.
+            [0, 1) to use. bg: (R, 3) the colours behind the rays (default: the fixed background's).
         Returns:
-            ``rgb`` (R, 3) composited over the background, ``alpha`` (R,), ``normal_loss`` (),
+            ``rgb`` (R, 3) composited over ``bg``, ``alpha`` (R,), ``normal_loss`` (),
             ``normal`` (R, 3) the weight-averaged world normal, ``depth`` (R,) mm.
         """
         sh = self.sample_shell(rays, vertices, key, jitter, samples)
@@ -309,7 +316,8 @@ class Portrait(nn.Module):
         trans = torch.cumprod(torch.cat((torch.ones(Rn, 1, device=dev), 1 - alpha[:, :-1] + 1e-10), 1), 1)
         w = alpha * trans
         acc = w.sum(1)
-        bg = self.background.reshape(-1, 3)[rays.pix]
+        if bg is None:
+            bg = self.background.reshape(-1, 3)[rays.pix]
         out_rgb = (w[..., None] * rgb).sum(1) + (1 - acc)[:, None] * bg
         cw = torch.cumsum(w, 1)
         lo = (cw < 0.005 * acc[:, None]).sum(1).clamp_max(S - 1)
@@ -332,6 +340,8 @@ class Portrait(nn.Module):
         Args:
             expression: (n_exp,); jaw, rotation, translation: (3,) each; camera: a 1-camera
             :class:`face3d.render.Camera` (any size; the background is resized to it).
+            background: (H', W', 3) an image to composite over instead of the portrait's own
+            (its backdrop layer at this pose, or its fixed background).
             app: appearance code (default: the mean of the training codes). neck: (3,) optional.
             proxy: fast path: first render at ``proxy`` px (longer side) with all samples, then
             at full size only the rays whose 3x3 proxy neighbourhood has opacity, with
@@ -339,7 +349,10 @@ class Portrait(nn.Module):
             None renders every shell ray with every sample (exact; used by the evaluation).
         """
         H, W = camera.height, camera.width
-        bg = self.background if background is None else background
+        if background is None and self.backdrop is not None:
+            bg = self.backdrop.image(H, W, rotation, translation)
+        else:
+            bg = self.background if background is None else background
         if bg.shape[:2] != (H, W):
             bg = nn.functional.interpolate(bg.permute(2, 0, 1)[None], size=(H, W), mode="bilinear",
                                            align_corners=False)[0].permute(1, 2, 0)

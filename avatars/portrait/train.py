@@ -1,6 +1,8 @@
 """Training a portrait on a prepared clip: random rays of random training frames, resumable.
 
-Loss per step: colour MSE of the rays (composited over the fixed background), ``mask_weight``
+Loss per step: colour MSE of the rays (composited over the backdrop: the pose-conditioned layer
+of :mod:`avatars.portrait.backdrop`, or the fixed background) and of ``backdrop_rays`` pixels
+outside the shell (the backdrop alone, so it learns the torso and background), ``mask_weight``
 times the MSE between accumulated opacity and the foreground mask, ``normal_weight`` times the
 squared distance of the predicted normals from the 3DMM's (the guidance), and a small L2 on the
 appearance codes. Adam with an exponential decay to ``lr * lr_final``.
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from avatars.portrait.data import PortraitData, background_image
+from avatars.portrait.backdrop import pixel_uv
 from avatars.portrait.model import Portrait, PortraitConfig, RayBatch, pixel_rays
 
 FORMAT = "face3d-portrait-1"
@@ -29,7 +32,8 @@ FORMAT = "face3d-portrait-1"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``steps`` of ``rays`` rays spread over ``frames_per_step`` frames at ``size`` px."""
+    """``steps`` of ``rays`` shell rays (and ``backdrop_rays`` pixels outside the shell, when the
+    portrait has a backdrop layer) spread over ``frames_per_step`` frames at ``size`` px."""
 
     steps: int = 3000
     rays: int = 2048
@@ -40,6 +44,7 @@ class TrainConfig:
     mask_weight: float = 0.1
     normal_weight: float = 0.02
     app_weight: float = 1e-3
+    backdrop_rays: int = 1024
     checkpoint_every: int = 250
     seed: int = 0
 
@@ -50,14 +55,15 @@ class TrainConfig:
 
 
 class FrameCache:
-    """Per training frame at the training size: posed mesh, shell intervals, target colours."""
+    """Per training frame at the training size: posed mesh, shell intervals, target colours,
+    and the pixels outside the shell."""
 
     def __init__(self, portrait: Portrait, data: PortraitData, frames: range):
         self.frames = list(frames)
         cam = data.camera()
         self.K, self.R, self.t = cam.K[0], cam.R[0], cam.t[0]
         self.H = self.W = data.size
-        self.verts, self.pix, self.near, self.far = [], [], [], []
+        self.verts, self.pix, self.near, self.far, self.off = [], [], [], [], []
         self.target = torch.from_numpy(data.frames[self.frames].astype(np.float32) / 255).reshape(len(self.frames), -1, 3)
         self.mask = torch.from_numpy(data.masks[self.frames]).reshape(len(self.frames), -1)
         for a in range(0, len(self.frames), 16):
@@ -68,13 +74,15 @@ class FrameCache:
             m, n, f = portrait.shell_intervals(v, cam)
             for j in range(len(ids)):
                 pix = m[j].reshape(-1).nonzero()[:, 0]
+                self.off.append((~m[j].reshape(-1)).nonzero()[:, 0])
                 self.verts.append(v[j])
                 self.pix.append(pix)
                 self.near.append(n[j].reshape(-1)[pix])
                 self.far.append(f[j].reshape(-1)[pix])
         self.expression = torch.tensor(data.expression[self.frames], dtype=torch.float32)
-        self.pose = torch.cat((torch.tensor(data.rotation[self.frames], dtype=torch.float32),
-                               torch.tensor(data.jaw[self.frames], dtype=torch.float32)), 1)
+        self.rotation = torch.tensor(data.rotation[self.frames], dtype=torch.float32)
+        self.translation = torch.tensor(data.translation[self.frames], dtype=torch.float32)
+        self.pose = torch.cat((self.rotation, torch.tensor(data.jaw[self.frames], dtype=torch.float32)), 1)
 
     def rays(self, j: int, n: int, g: torch.Generator) -> RayBatch:
         """``n`` random shell rays of cached frame ``j``."""
@@ -82,6 +90,12 @@ class FrameCache:
         p = self.pix[j][sel]
         o, d = pixel_rays(self.K, self.R, self.t, self.H, self.W, p)
         return RayBatch(p, o, d, self.near[j][sel], self.far[j][sel])
+
+    def off_shell(self, j: int, n: int, g: torch.Generator) -> torch.Tensor:
+        """``n`` random pixels of cached frame ``j`` outside its shell (flat indices)."""
+        if self.off[j].numel() == 0:
+            return self.off[j]
+        return self.off[j][torch.randint(0, self.off[j].numel(), (n,), generator=g)]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -103,7 +117,9 @@ def save_portrait(portrait: Portrait, path: str | Path, data: PortraitData, meta
     _atomic_save({"format": FORMAT, "model": data.model, "config": asdict(portrait.cfg),
                   "identity": portrait.identity[0].clone(), "K": portrait.K.clone(),
                   "background": portrait.background.clone(), "n_frames": portrait.field.app.num_embeddings,
-                  "field": portrait.field.state_dict(), "fps": data.fps, "meta": meta or {}}, path)
+                  "field": portrait.field.state_dict(),
+                  "backdrop": None if portrait.backdrop is None else portrait.backdrop.state_dict(),
+                  "fps": data.fps, "meta": meta or {}}, path)
     return path
 
 
@@ -123,8 +139,11 @@ def load_portrait(path: str | Path, model=None) -> Portrait:
     if model.n_identity != ck["identity"].numel():
         raise ValueError(f"{path}: made for a model with {ck['identity'].numel()} identity coefficients, "
                          f"got {model.name!r} with {model.n_identity}")
-    p = Portrait(model, ck["identity"], PortraitConfig(**ck["config"]), ck["n_frames"], ck["background"], ck["K"])
+    cfg = PortraitConfig(**{"backdrop": False, **ck["config"]})  # files from before the backdrop layer
+    p = Portrait(model, ck["identity"], cfg, ck["n_frames"], ck["background"], ck["K"])
     p.field.load_state_dict(ck["field"])
+    if p.backdrop is not None:
+        p.backdrop.load_state_dict(ck["backdrop"])
     p.fps = float(ck.get("fps", 25.0))
     p.meta = ck.get("meta", {})
     p.model_spec = ck["model"]
@@ -166,10 +185,15 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
     bg = torch.from_numpy(background_image(d))
     portrait = Portrait(model, torch.tensor(d.identity, dtype=torch.float32), cfg, d.n_train, bg,
                         torch.tensor(d.K, dtype=torch.float32))
-    field = portrait.field
+    field, backdrop = portrait.field, portrait.backdrop
     planes = [field.planes]
     rest = [p for n, p in field.named_parameters() if n != "planes"]
-    opt = torch.optim.Adam([{"params": planes, "lr": tcfg.lr}, {"params": rest, "lr": tcfg.lr * 0.3}])
+    groups = [{"params": planes, "lr": tcfg.lr}, {"params": rest, "lr": tcfg.lr * 0.3}]
+    if backdrop is not None:
+        backdrop.set_rest_pose(torch.tensor(d.rotation[:d.n_train]), torch.tensor(d.translation[:d.n_train]))
+        groups.append({"params": list(backdrop.parameters()), "lr": tcfg.lr * 0.3})
+    params = [p for grp in groups for p in grp["params"]]
+    opt = torch.optim.Adam(groups)
     base_lrs = [g["lr"] for g in opt.param_groups]
     g = torch.Generator().manual_seed(tcfg.seed)
     step, history, seconds = 0, [], 0.0
@@ -179,6 +203,8 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
         if ck.get("settings") == settings:
             field.load_state_dict(ck["field"])
+            if backdrop is not None:
+                backdrop.load_state_dict(ck["backdrop"])
             opt.load_state_dict(ck["optim"])
             g.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
@@ -196,6 +222,7 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
         bar = tqdm(total=tcfg.steps, initial=step, desc="portrait", unit="step", dynamic_ncols=True)
     t_seg = time.time()
     per = max(1, tcfg.rays // tcfg.frames_per_step)
+    per_off = max(1, tcfg.backdrop_rays // tcfg.frames_per_step)
     while step < tcfg.steps:
         frac = step / max(1, tcfg.steps)
         for grp, lr0 in zip(opt.param_groups, base_lrs):
@@ -206,12 +233,20 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
         for k, j in enumerate(js):
             rays = cache.rays(j, per, g)
             jit = torch.rand(per, cfg.samples, generator=g)  # drawn by every rank: the same run
+            off = cache.off_shell(j, per_off, g) if backdrop is not None else None
             if k not in mine:
                 continue
+            bg = None
+            if backdrop is not None:
+                rot, tr = cache.rotation[j], cache.translation[j]
+                bg = backdrop(pixel_uv(rays.pix, d.size, d.size), rot, tr)
             out = portrait.render_rays(rays, cache.verts[j], cache.expression[j], cache.pose[j],
-                                       field.app.weight[j], key=j, jitter=jit)
-            tgt = cache.target[j][rays.pix]
-            mse = ((out["rgb"] - tgt) ** 2).mean()
+                                       field.app.weight[j], key=j, jitter=jit, bg=bg)
+            pred, tgt = out["rgb"], cache.target[j][rays.pix]
+            if off is not None and off.numel():
+                pred = torch.cat((pred, backdrop(pixel_uv(off, d.size, d.size), rot, tr)))
+                tgt = torch.cat((tgt, cache.target[j][off]))
+            mse = ((pred - tgt) ** 2).mean()
             l = mse + tcfg.mask_weight * ((out["alpha"] - cache.mask[j][rays.pix]) ** 2).mean()
             if cfg.normals:
                 l = l + tcfg.normal_weight * out["normal_loss"]
@@ -220,7 +255,7 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
         loss = loss + tcfg.app_weight * (field.app.weight[js] ** 2).sum(1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        distributed.average_gradients(field.parameters(), info)
+        distributed.average_gradients(params, info)
         opt.step()
         mse_sum = distributed.average_scalar(mse_sum, info) * info.world
         step += 1
@@ -233,7 +268,8 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
         if (step % tcfg.checkpoint_every == 0 or step == tcfg.steps or stopping) and info.is_main:
             seconds += time.time() - t_seg
             t_seg = time.time()
-            _atomic_save({"settings": settings, "field": field.state_dict(), "optim": opt.state_dict(),
+            _atomic_save({"settings": settings, "field": field.state_dict(),
+                          "backdrop": None if backdrop is None else backdrop.state_dict(), "optim": opt.state_dict(),
                           "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
                           "history": history, "seconds": seconds}, ck_path)
         if stopping and step < tcfg.steps:

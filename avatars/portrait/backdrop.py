@@ -1,0 +1,81 @@
+"""What the portrait shows behind and below the head: the background and the torso, as an image
+layer that moves with the head pose.
+
+The head is a volume; the rest of the frame is not worth one. A talking-head video's torso and
+shoulders sway with the head, and a fixed background image (the median of the training frames)
+leaves them smeared wherever the person has moved. Following AD-NeRF's idea of a torso
+conditioned on the head pose, but in 2D: a learned image ``texture`` (initialised to that median)
+is looked up through a smooth, pose-dependent flow, plus a pose-dependent colour residual,
+
+    backdrop(u, pose) = texture(u + flow(u, pose)) + residual(u, pose),
+
+with ``flow`` and ``residual`` from a small MLP over a coarse 2D feature grid and the head pose
+relative to the training frames' median pose. Both start at zero, so an untrained backdrop is
+the median background exactly. Held-out or re-animated frames give it their tracked (or driven)
+pose; there is no per-frame code, so what it learns has to follow the pose.
+
+Coordinates: ``uv`` in [-1, 1] over the training frame (``grid_sample``'s convention with
+``align_corners=False``: pixel x's centre is ``(2x + 1) / W - 1``). Colours in [0, 1].
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def pixel_uv(pix: Tensor, H: int, W: int) -> Tensor:
+    """(R,) flat pixel indices of an H x W image -> (R, 2) their centres as ``(u, v)`` in [-1, 1]."""
+    x = (pix % W).float()
+    y = torch.div(pix, W, rounding_mode="floor").float()
+    return torch.stack(((2 * x + 1) / W - 1, (2 * y + 1) / H - 1), -1)
+
+
+class Backdrop(nn.Module):
+    """Pose-conditioned image layer behind the head.
+
+    Args:
+        background: (H, W, 3) the fixed background it starts from (the training frames' median).
+        grid: side of the 2D feature grid (cells); ``channels``: its features; ``hidden``: MLP width.
+        max_flow: largest displacement, in uv units (1 = half the frame).
+        rotation_scale: radians, ``translation_scale``: mm, of the head pose that count as "1"
+        at the MLP's input.
+    """
+
+    def __init__(self, background: Tensor, grid: int = 32, channels: int = 16, hidden: int = 64,
+                 max_flow: float = 0.2, rotation_scale: float = 0.2, translation_scale: float = 20.0):
+        super().__init__()
+        if background.ndim != 3 or background.shape[-1] != 3:
+            raise ValueError(f"background: expected (H, W, 3), got {tuple(background.shape)}")
+        self.texture = nn.Parameter(background.float().permute(2, 0, 1)[None].clone())  # (1, 3, H, W)
+        self.features = nn.Parameter(0.1 * torch.randn(1, channels, grid, grid))
+        self.mlp = nn.Sequential(nn.Linear(channels + 6, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 5))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.max_flow = float(max_flow)
+        self.register_buffer("pose_center", torch.zeros(6))
+        self.register_buffer("pose_scale", torch.tensor([rotation_scale] * 3 + [translation_scale] * 3))
+
+    def set_rest_pose(self, rotation: Tensor, translation: Tensor) -> None:
+        """(N, 3) rad, (N, 3) mm: the training frames' head poses; their median becomes the zero pose."""
+        with torch.no_grad():
+            self.pose_center.copy_(torch.cat((rotation.float(), translation.float()), 1).median(0).values)
+
+    def forward(self, uv: Tensor, rotation: Tensor, translation: Tensor) -> Tensor:
+        """(R, 2) uv in [-1, 1], the frame's head ``rotation`` (3,) rad and ``translation`` (3,) mm
+        -> (R, 3) colours."""
+        c = (torch.cat((rotation.float().reshape(3), translation.float().reshape(3))) - self.pose_center) / self.pose_scale
+        f = nn.functional.grid_sample(self.features, uv[None, :, None], mode="bilinear", padding_mode="border",
+                                      align_corners=False)[0, :, :, 0].t()  # (R, C)
+        o = self.mlp(torch.cat((f, c.expand(uv.shape[0], 6)), 1))
+        flow = self.max_flow * torch.tanh(o[:, :2])
+        rgb = nn.functional.grid_sample(self.texture, (uv + flow)[None, :, None], mode="bilinear",
+                                        padding_mode="border", align_corners=False)[0, :, :, 0].t()
+        return rgb + o[:, 2:]
+
+    def image(self, H: int, W: int, rotation: Tensor, translation: Tensor, chunk: int = 65536) -> Tensor:
+        """The whole layer at H x W (any size; it covers the training frame): (H, W, 3)."""
+        pix = torch.arange(H * W, device=self.texture.device)
+        out = torch.cat([self(pixel_uv(pix[s:s + chunk], H, W), rotation, translation)
+                         for s in range(0, H * W, chunk)])
+        return out.reshape(H, W, 3)
