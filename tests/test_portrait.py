@@ -300,3 +300,23 @@ def test_backdrop_follows_the_pose_on_held_out_poses():
         with torch.no_grad():
             err = float(((b.image(32, 32, torch.zeros(3), pose(t)) - gt) ** 2).mean())
         assert err < 0.2 * float(((med - gt) ** 2).mean()), t
+
+
+def test_backdrop_image_matches_per_pixel_evaluation():
+    """At the texture's size the whole-image path is the per-pixel layer; above it, the smooth
+    part is upsampled, so it stays close to the per-pixel layer."""
+    from avatars.portrait.backdrop import Backdrop, pixel_uv
+
+    g = torch.Generator().manual_seed(1)
+    b = Backdrop(torch.rand(16, 16, 3, generator=g))
+    with torch.no_grad():
+        b.mlp[-1].weight.normal_(0, 0.5, generator=g)
+    rot, tr = torch.tensor([0.1, -0.2, 0.0]), torch.tensor([5.0, 2.0, -3.0])
+    with torch.no_grad():
+        direct = b(pixel_uv(torch.arange(256), 16, 16), rot, tr).reshape(16, 16, 3)
+        assert torch.allclose(b.image(16, 16, rot, tr), direct, atol=1e-6)
+        big = b.image(32, 32, rot, tr)
+        exact = b(pixel_uv(torch.arange(32 * 32), 32, 32), rot, tr).reshape(32, 32, 3)
+        no_layer = torch.nn.functional.interpolate(b.texture, size=(32, 32), mode="bilinear", align_corners=False)
+    err = float((big - exact).abs().mean())
+    assert err < 0.2 * float((no_layer[0].permute(1, 2, 0) - exact).abs().mean()), err

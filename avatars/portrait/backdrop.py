@@ -61,21 +61,38 @@ class Backdrop(nn.Module):
         with torch.no_grad():
             self.pose_center.copy_(torch.cat((rotation.float(), translation.float()), 1).median(0).values)
 
-    def forward(self, uv: Tensor, rotation: Tensor, translation: Tensor) -> Tensor:
-        """(R, 2) uv in [-1, 1], the frame's head ``rotation`` (3,) rad and ``translation`` (3,) mm
-        -> (R, 3) colours."""
-        c = (torch.cat((rotation.float().reshape(3), translation.float().reshape(3))) - self.pose_center) / self.pose_scale
+    def _pose(self, rotation: Tensor, translation: Tensor) -> Tensor:
+        return (torch.cat((rotation.float().reshape(3), translation.float().reshape(3))) - self.pose_center) / self.pose_scale
+
+    def _mlp(self, uv: Tensor, c: Tensor) -> Tensor:
+        """(R, 2) uv, (6,) normalised pose -> (R, 5): flow logits and colour residual."""
         f = nn.functional.grid_sample(self.features, uv[None, :, None], mode="bilinear", padding_mode="border",
                                       align_corners=False)[0, :, :, 0].t()  # (R, C)
-        o = self.mlp(torch.cat((f, c.expand(uv.shape[0], 6)), 1))
+        return self.mlp(torch.cat((f, c.expand(uv.shape[0], 6)), 1))
+
+    def _compose(self, uv: Tensor, o: Tensor) -> Tensor:
         flow = self.max_flow * torch.tanh(o[:, :2])
         rgb = nn.functional.grid_sample(self.texture, (uv + flow)[None, :, None], mode="bilinear",
                                         padding_mode="border", align_corners=False)[0, :, :, 0].t()
         return rgb + o[:, 2:]
 
+    def forward(self, uv: Tensor, rotation: Tensor, translation: Tensor) -> Tensor:
+        """(R, 2) uv in [-1, 1], the frame's head ``rotation`` (3,) rad and ``translation`` (3,) mm
+        -> (R, 3) colours."""
+        return self._compose(uv, self._mlp(uv, self._pose(rotation, translation)))
+
     def image(self, H: int, W: int, rotation: Tensor, translation: Tensor, chunk: int = 65536) -> Tensor:
-        """The whole layer at H x W (any size; it covers the training frame): (H, W, 3)."""
-        pix = torch.arange(H * W, device=self.texture.device)
-        out = torch.cat([self(pixel_uv(pix[s:s + chunk], H, W), rotation, translation)
-                         for s in range(0, H * W, chunk)])
-        return out.reshape(H, W, 3)
+        """The whole layer at H x W (any size; it covers the training frame): (H, W, 3).
+
+        Above the texture's own size the (smooth) flow and residual are computed at that size and
+        upsampled bilinearly; only the texture lookup runs at H x W."""
+        c = self._pose(rotation, translation)
+        th, tw = self.texture.shape[-2:]
+        h, w = min(H, th), min(W, tw)
+        pix = torch.arange(h * w, device=self.texture.device)
+        o = torch.cat([self._mlp(pixel_uv(pix[s:s + chunk], h, w), c) for s in range(0, h * w, chunk)])
+        if (h, w) != (H, W):
+            o = nn.functional.interpolate(o.t().reshape(1, 5, h, w), size=(H, W), mode="bilinear",
+                                          align_corners=False)[0].reshape(5, -1).t()
+        uv = pixel_uv(torch.arange(H * W, device=self.texture.device), H, W)
+        return torch.cat([self._compose(uv[s:s + chunk], o[s:s + chunk]) for s in range(0, H * W, chunk)]).reshape(H, W, 3)
