@@ -300,6 +300,8 @@ def test_backdrop_follows_the_pose_on_held_out_poses():
         with torch.no_grad():
             err = float(((b.image(32, 32, torch.zeros(3), pose(t)) - gt) ** 2).mean())
         assert err < 0.2 * float(((med - gt) ** 2).mean()), t
+    with torch.no_grad():  # beyond the trained range the layer holds the nearest trained pose
+        assert torch.equal(b.image(32, 32, torch.zeros(3), pose(40.0)), b.image(32, 32, torch.zeros(3), pose(10.0)))
 
 
 def test_backdrop_image_matches_per_pixel_evaluation():

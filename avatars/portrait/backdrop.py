@@ -55,14 +55,23 @@ class Backdrop(nn.Module):
         self.max_flow = float(max_flow)
         self.register_buffer("pose_center", torch.zeros(6))
         self.register_buffer("pose_scale", torch.tensor([rotation_scale] * 3 + [translation_scale] * 3))
+        self.register_buffer("pose_lo", torch.full((6,), -1e6))  # the training poses' range (normalised)
+        self.register_buffer("pose_hi", torch.full((6,), 1e6))
 
     def set_rest_pose(self, rotation: Tensor, translation: Tensor) -> None:
-        """(N, 3) rad, (N, 3) mm: the training frames' head poses; their median becomes the zero pose."""
+        """(N, 3) rad, (N, 3) mm: the training frames' head poses. Their median becomes the zero
+        pose, and poses outside their range are clamped to it (a turntable or a driven pose beyond
+        what the video showed holds the torso where the nearest trained pose had it)."""
         with torch.no_grad():
-            self.pose_center.copy_(torch.cat((rotation.float(), translation.float()), 1).median(0).values)
+            p = torch.cat((rotation.float(), translation.float()), 1)
+            self.pose_center.copy_(p.median(0).values)
+            q = (p - self.pose_center) / self.pose_scale
+            self.pose_lo.copy_(q.min(0).values)
+            self.pose_hi.copy_(q.max(0).values)
 
     def _pose(self, rotation: Tensor, translation: Tensor) -> Tensor:
-        return (torch.cat((rotation.float().reshape(3), translation.float().reshape(3))) - self.pose_center) / self.pose_scale
+        q = (torch.cat((rotation.float().reshape(3), translation.float().reshape(3))) - self.pose_center) / self.pose_scale
+        return torch.minimum(torch.maximum(q, self.pose_lo), self.pose_hi)
 
     def _mlp(self, uv: Tensor, c: Tensor) -> Tensor:
         """(R, 2) uv, (6,) normalised pose -> (R, 5): flow logits and colour residual."""
