@@ -304,7 +304,8 @@ def train_section(a, dev: torch.device, rep: Report, work: Path):
           "train_seconds": secs, "wall_seconds_incl_cache": wall, "steps_per_s": steps / secs,
           "size": tcfg.size, "rays": tcfg.rays, "config": dataclasses.asdict(p.cfg),
           "projected_seconds_for_all_steps": tcfg.steps / (steps / secs) + (wall - secs)}
-    tr["target_met"] = bool(steps == tcfg.steps and wall <= TRAIN_TARGET_S)
+    # the target is about the full run (3,000 steps at 128 px); a quick run does not assess it
+    tr["target_met"] = None if a.quick else bool(steps == tcfg.steps and wall <= TRAIN_TARGET_S)
     rep.check("portrait trained on the device", p.device.type == dev.type and steps >= 1,
               f"portrait tensors on {p.device}, {steps} steps")
 
@@ -318,7 +319,8 @@ def train_section(a, dev: torch.device, rep: Report, work: Path):
                  for n in s.psnr]))
     print(f"  {steps} steps in {secs:.1f} s ({steps / secs:.2f} steps/s); wall {wall:.1f} s with the frame cache; "
           f"all {tcfg.steps} steps would take ~{tr['projected_seconds_for_all_steps']:.0f} s "
-          f"(target <= {TRAIN_TARGET_S:.0f} s: {'met' if tr['target_met'] else 'MISSED'})", flush=True)
+          f"(target <= {TRAIN_TARGET_S:.0f} s for the full run: "
+          f"{'not assessed, quick run' if a.quick else 'met' if tr['target_met'] else 'MISSED'})", flush=True)
     rep.check("held-out scores are finite", all(math.isfinite(v) for v in s.psnr.values()),
               ", ".join(f"{n} {v:.2f} dB" for n, v in s.psnr.items()))
 
