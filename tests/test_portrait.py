@@ -110,6 +110,61 @@ def test_canonical_mapping_sends_surface_points_to_one_canonical_point(model):
     assert float((mapped[0] - mapped[1]).norm(dim=1).median()) < 1e-3
 
 
+def test_torch_centroid_search_matches_the_kdtree(model):
+    """The torch search (the CUDA default) returns the k-d tree's candidates, so the embedding is
+    the same; run on the CPU here with search="torch" forced."""
+    import avatars.portrait.embedding as E
+
+    g = torch.Generator().manual_seed(4)
+    can = model().vertices[0]
+    v = model(expression=torch.rand(1, model.n_expression, generator=g) * 0.8, jaw=torch.tensor([[0.2, 0.0, 0.0]]),
+              rotation=torch.tensor([[0.1, 0.5, 0.0]]), translation=torch.tensor([[5.0, -20.0, -800.0]])).vertices[0]
+    F = model.faces.long()
+    f = torch.randint(0, F.shape[0], (1500,), generator=g)
+    b = torch.rand(1500, 3, generator=g)
+    n = torch.nn.functional.normalize(torch.linalg.cross(v[F[f, 1]] - v[F[f, 0]], v[F[f, 2]] - v[F[f, 0]]), dim=-1)
+    x = ((v[F[f]] * (b / b.sum(1, keepdim=True))[..., None]).sum(1)) + n * (torch.rand(1500, 1, generator=g) * 30 - 8)
+    kd = MeshEmbedding(model.faces, can, k=4, search="kdtree")
+    tt = MeshEmbedding(model.faces, can, k=4, search="torch")
+    assert kd.search_for(x) == "kdtree" and MeshEmbedding(model.faces, can).search_for(x) == "kdtree"  # auto on CPU
+    budget = E.CANDIDATE_BUDGET
+    try:
+        E.CANDIDATE_BUDGET = 100 * F.shape[0]  # several blocks: the chunking must not change the answer
+        a, c = tt.nearest_centroids(x, v, key=0), kd.nearest_centroids(x, v, key=0)
+    finally:
+        E.CANDIDATE_BUDGET = budget
+    assert a.shape == (1500, 4) and a.dtype == torch.int64
+    assert bool((a == c).all())
+    # and so the embedding itself, which feeds the field
+    ea, ec = tt.query(x, v), kd.query(x, v)
+    assert torch.equal(ea.triangle, ec.triangle) and torch.equal(ea.local, ec.local)
+    # the nearest really is nearest (brute force over the centroids)
+    cent = v[F].mean(1)
+    d = (x[:50, None] - cent[None]).norm(dim=-1)
+    assert torch.allclose(d.gather(1, a[:50, :1])[:, 0], d.min(1).values)
+    with pytest.raises(ValueError, match="search"):
+        MeshEmbedding(model.faces, can, search="gpu")
+
+
+def test_training_stops_at_its_time_budget_and_keeps_the_callers_model(model, tmp_path):
+    torch.set_num_threads(1)
+    data = _clip(model, T=3, S=24)
+    before = {k: t.clone() for k, t in model.state_dict().items()}
+    tc = TrainConfig(steps=50, rays=64, frames_per_step=1, size=data.size)
+    p = train(data, tmp_path / "t", model, TINY, tc, progress=False, device="cpu", max_seconds=0.0)
+    assert p.meta["steps_done"] == 1 and p.meta["steps"] == 50  # stopped after the first step
+    assert (tmp_path / "t" / "portrait.pt").is_file() and p.device.type == "cpu"
+    q = load_portrait(tmp_path / "t", model)
+    assert q.meta["steps_done"] == 1
+    for k, t in model.state_dict().items():
+        assert torch.equal(t, before[k]), k
+    with pytest.raises(ValueError, match="max_seconds"):
+        from face3d.distributed import DistInfo
+
+        train(data, tmp_path / "u", model, TINY, tc, progress=False, max_seconds=10.0,
+              dist=DistInfo(rank=0, world=2))
+
+
 def test_shell_sampler_returns_only_points_within_the_shell(model):
     data = _clip(model, T=2, S=32)
     p = _portrait(model, data)

@@ -63,7 +63,7 @@ class Backdrop(nn.Module):
         pose, and poses outside their range are clamped to it (a turntable or a driven pose beyond
         what the video showed holds the torso where the nearest trained pose had it)."""
         with torch.no_grad():
-            p = torch.cat((rotation.float(), translation.float()), 1)
+            p = torch.cat((rotation.float(), translation.float()), 1).to(self.pose_center.device)
             self.pose_center.copy_(p.median(0).values)
             q = (p - self.pose_center) / self.pose_scale
             self.pose_lo.copy_(q.min(0).values)

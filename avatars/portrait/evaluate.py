@@ -86,7 +86,7 @@ def evaluate_clip(data: PortraitData, portraits: dict, model=None, size: int = 1
         ex = []
         t0 = time.time()
         for k, i in enumerate(ids):
-            img = fn(i).numpy().astype(np.float64)
+            img = fn(i).cpu().numpy().astype(np.float64)
             gt = d.frames[i].astype(np.float64) / 255
             ps.append(psnr(img, gt))
             ph.append(psnr(img, gt, head_region(d.masks[i])))

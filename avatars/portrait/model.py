@@ -16,6 +16,10 @@ outside their foreground masks, either fixed or (by default) as the starting poi
 pose-conditioned image layer that holds the torso (:mod:`avatars.portrait.backdrop`).
 
 Units: millimetres, radians, pixels (OpenCV). Colours in [0, 1].
+
+Devices: a :class:`Portrait` lives where its buffers are (``portrait.to("cuda")`` moves the
+field, the buffers and the morphable model it holds); :meth:`Portrait.render_frame` takes its
+inputs on any device, moves them there and returns tensors on the portrait's device.
 """
 from __future__ import annotations
 
@@ -200,29 +204,37 @@ class Portrait(nn.Module):
 
         self.model = model
         self.cfg = cfg
-        self.register_buffer("identity", identity.float().reshape(1, -1).clone())
+        dev = model.template.device  # built where the model is; .to() moves it all later
+        self.register_buffer("identity", identity.float().reshape(1, -1).to(dev).clone())
         with torch.no_grad():
             can = model(identity=self.identity).vertices[0].float()
         self.register_buffer("canonical", can)
         self.register_buffer("canonical_normals", vertex_normals(can[None], model.faces)[0])
-        self.register_buffer("background", background.float().clone())
-        self.register_buffer("K", K.float().clone())
+        self.register_buffer("background", background.float().to(dev).clone())
+        self.register_buffer("K", K.float().to(dev).clone())
         self.embedding = MeshEmbedding(model.faces, can, k=cfg.k)
         self.backdrop = Backdrop(background) if cfg.backdrop else None
         pad = cfg.shell_mm + 10.0
         bounds = torch.stack((can.min(0).values - pad, can.max(0).values + pad))
         self.field = PortraitField(cfg, bounds, model.n_expression, n_frames)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the portrait's tensors (and its morphable model) are."""
+        return self.canonical.device
+
     # ------------------------------------------------------------------ geometry per frame
 
     def posed(self, expression: Tensor, jaw: Tensor, rotation: Tensor, translation: Tensor,
               neck: Tensor | None = None) -> Tensor:
         """(B, n_exp), (B, 3) x3 [, neck (B, 3)] -> (B, V, 3) posed vertices (mm, world)."""
+        dev = self.device
         with torch.no_grad():
             B = expression.shape[0]
-            return self.model(identity=self.identity.expand(B, -1), expression=expression.float(), jaw=jaw.float(),
-                              rotation=rotation.float(), translation=translation.float(),
-                              neck=None if neck is None else neck.float()).vertices.float()
+            return self.model(identity=self.identity.expand(B, -1), expression=expression.float().to(dev),
+                              jaw=jaw.float().to(dev), rotation=rotation.float().to(dev),
+                              translation=translation.float().to(dev),
+                              neck=None if neck is None else neck.float().to(dev)).vertices.float()
 
     def shell_intervals(self, vertices: Tensor, camera) -> tuple[Tensor, Tensor, Tensor]:
         """Per-pixel ray intervals through the shell: ``(mask (B, H, W) bool, near, far (B, H, W))``
@@ -331,7 +343,7 @@ class Portrait(nn.Module):
 
     @torch.no_grad()
     def render_frame(self, expression: Tensor, jaw: Tensor, rotation: Tensor, translation: Tensor, camera,
-                     app: Tensor | None = None, chunk: int = 8192, samples: int | None = None,
+                     app: Tensor | None = None, chunk: int | None = None, samples: int | None = None,
                      background: Tensor | None = None, neck: Tensor | None = None, proxy: int | None = None,
                      fine_samples: int = 6) -> dict[str, Tensor]:
         """Render one full frame: ``rgb`` (H, W, 3), ``alpha`` (H, W), ``normal`` (H, W, 3), and
@@ -343,16 +355,24 @@ class Portrait(nn.Module):
             background: (H', W', 3) an image to composite over instead of the portrait's own
             (its backdrop layer at this pose, or its fixed background).
             app: appearance code (default: the mean of the training codes). neck: (3,) optional.
+            chunk: rays per batch (default 8,192 on the CPU, 65,536 on CUDA; rays are independent,
+            so it changes only speed and memory).
             proxy: fast path: first render at ``proxy`` px (longer side) with all samples, then
             at full size only the rays whose 3x3 proxy neighbourhood has opacity, with
             ``fine_samples`` samples in the depth range the proxy found (plus a 2 mm margin).
             None renders every shell ray with every sample (exact; used by the evaluation).
         """
         H, W = camera.height, camera.width
+        dev = self.device
+        chunk = chunk or (65536 if dev.type == "cuda" else 8192)
+        camera = camera.to(dev)
+        expression, jaw, rotation, translation = (x.to(dev) for x in (expression, jaw, rotation, translation))
+        neck = None if neck is None else neck.to(dev)
+        app = None if app is None else app.to(dev)
         if background is None and self.backdrop is not None:
             bg = self.backdrop.image(H, W, rotation, translation)
         else:
-            bg = self.background if background is None else background
+            bg = self.background if background is None else background.to(dev)
         if bg.shape[:2] != (H, W):
             bg = nn.functional.interpolate(bg.permute(2, 0, 1)[None], size=(H, W), mode="bilinear",
                                            align_corners=False)[0].permute(1, 2, 0)
@@ -376,8 +396,9 @@ class Portrait(nn.Module):
             has = small["alpha"] > 1e-3
             zlo = -nn.functional.max_pool2d(torch.where(has, -small["z_lo"], -torch.inf)[None, None], 3, 1, 1)[0, 0]
             zhi = nn.functional.max_pool2d(torch.where(has, small["z_hi"], -torch.inf)[None, None], 3, 1, 1)[0, 0]
-            iy = ((torch.arange(H).float() + 0.5) * sy).long().clamp(0, ph - 1)
-            ix = ((torch.arange(W).float() + 0.5) * sx).long().clamp(0, pw - 1)
+            dev = verts.device
+            iy = ((torch.arange(H, device=dev).float() + 0.5) * sy).long().clamp(0, ph - 1)
+            ix = ((torch.arange(W, device=dev).float() + 0.5) * sx).long().clamp(0, pw - 1)
             # rays only where the proxy saw opacity, sampled only in the depth range it found
             # (no full-size shell rasterization needed)
             keep = (a[iy][:, ix] > 0.01).reshape(-1)
@@ -400,11 +421,12 @@ class Portrait(nn.Module):
         else:
             mask, near, far = intervals
         pix = mask.nonzero()[:, 0]
+        dev = verts.device
         rgb = bg.reshape(-1, 3).clone()
-        alpha = torch.zeros(H * W)
-        normal = torch.zeros(H * W, 3)
-        z_lo = torch.zeros(H * W)
-        z_hi = torch.zeros(H * W)
+        alpha = torch.zeros(H * W, device=dev)
+        normal = torch.zeros(H * W, 3, device=dev)
+        z_lo = torch.zeros(H * W, device=dev)
+        z_hi = torch.zeros(H * W, device=dev)
         if app is None:
             app = self.field.app.weight.mean(0)
         pose = self.pose_vector(rotation, jaw)

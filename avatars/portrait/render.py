@@ -138,7 +138,7 @@ def camera_for(p: Portrait, size: int, yaw_deg: float = 0.0, center=None):
     from face3d.render.camera import scale_intrinsics
 
     s = size / p.background.shape[0]
-    K = scale_intrinsics(p.K, s, s)
+    K = scale_intrinsics(p.K.cpu(), s, s)
     R = WORLD_TO_CAMERA.clone()
     t = torch.zeros(3)
     if yaw_deg:
@@ -167,11 +167,11 @@ def render_drive(p: Portrait, drive: Drive, size: int = 256, samples: int | None
         yaw = float(drive.yaw_deg[i]) if drive.yaw_deg is not None else 0.0
         if yaw and center is None:
             v = p.posed(prm["expression"][None], prm["jaw"][None], prm["rotation"][None], prm["translation"][None])
-            center = v[0].mean(0)
+            center = v[0].mean(0).cpu()
         cam = camera_for(p, size, yaw, center)
         out = p.render_frame(prm["expression"], prm["jaw"], prm["rotation"], prm["translation"], cam,
                              samples=samples, neck=prm["neck"], proxy=proxy if size > (proxy or 0) else None)
-        frames.append((out["rgb"].numpy() * 255).round().clip(0, 255).astype(np.uint8))
+        frames.append((out["rgb"].cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8))
     return np.stack(frames)
 
 

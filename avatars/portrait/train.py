@@ -7,12 +7,17 @@ times the MSE between accumulated opacity and the foreground mask, ``normal_weig
 squared distance of the predicted normals from the 3DMM's (the guidance), and a small L2 on the
 appearance codes. Adam with an exponential decay to ``lr * lr_final``.
 
+Devices: ``train(..., device="cuda")`` builds the portrait as on the CPU (same initial weights)
+and moves it, a copy of the morphable model and the cached frames there; rays, frames and sample
+offsets are still drawn from the CPU generator, so the run draws the same rays on any device.
+
 Checkpoints (``DIR/checkpoint.pt``, atomic) every ``checkpoint_every`` steps hold the weights,
 the optimiser, the step and the random state; a rerun with the same ``DIR`` and settings
 continues from there. The finished portrait is ``DIR/portrait.pt`` (:func:`save_portrait`).
 """
 from __future__ import annotations
 
+import copy
 import io
 import math
 import time
@@ -60,12 +65,14 @@ class FrameCache:
 
     def __init__(self, portrait: Portrait, data: PortraitData, frames: range):
         self.frames = list(frames)
-        cam = data.camera()
+        dev = portrait.device
+        cam = data.camera().to(dev)
         self.K, self.R, self.t = cam.K[0], cam.R[0], cam.t[0]
         self.H = self.W = data.size
         self.verts, self.pix, self.near, self.far, self.off = [], [], [], [], []
-        self.target = torch.from_numpy(data.frames[self.frames].astype(np.float32) / 255).reshape(len(self.frames), -1, 3)
-        self.mask = torch.from_numpy(data.masks[self.frames]).reshape(len(self.frames), -1)
+        self.target = torch.from_numpy(data.frames[self.frames].astype(np.float32) / 255).reshape(
+            len(self.frames), -1, 3).to(dev)
+        self.mask = torch.from_numpy(data.masks[self.frames]).reshape(len(self.frames), -1).to(dev)
         for a in range(0, len(self.frames), 16):
             ids = self.frames[a:a + 16]
             p = {k: torch.tensor(getattr(data, k)[ids], dtype=torch.float32)
@@ -79,14 +86,14 @@ class FrameCache:
                 self.pix.append(pix)
                 self.near.append(n[j].reshape(-1)[pix])
                 self.far.append(f[j].reshape(-1)[pix])
-        self.expression = torch.tensor(data.expression[self.frames], dtype=torch.float32)
-        self.rotation = torch.tensor(data.rotation[self.frames], dtype=torch.float32)
-        self.translation = torch.tensor(data.translation[self.frames], dtype=torch.float32)
-        self.pose = torch.cat((self.rotation, torch.tensor(data.jaw[self.frames], dtype=torch.float32)), 1)
+        self.expression = torch.tensor(data.expression[self.frames], dtype=torch.float32).to(dev)
+        self.rotation = torch.tensor(data.rotation[self.frames], dtype=torch.float32).to(dev)
+        self.translation = torch.tensor(data.translation[self.frames], dtype=torch.float32).to(dev)
+        self.pose = torch.cat((self.rotation, torch.tensor(data.jaw[self.frames], dtype=torch.float32).to(dev)), 1)
 
     def rays(self, j: int, n: int, g: torch.Generator) -> RayBatch:
-        """``n`` random shell rays of cached frame ``j``."""
-        sel = torch.randint(0, self.pix[j].numel(), (n,), generator=g)
+        """``n`` random shell rays of cached frame ``j`` (drawn with the CPU generator ``g``)."""
+        sel = torch.randint(0, self.pix[j].numel(), (n,), generator=g).to(self.pix[j].device)
         p = self.pix[j][sel]
         o, d = pixel_rays(self.K, self.R, self.t, self.H, self.W, p)
         return RayBatch(p, o, d, self.near[j][sel], self.far[j][sel])
@@ -95,7 +102,7 @@ class FrameCache:
         """``n`` random pixels of cached frame ``j`` outside its shell (flat indices)."""
         if self.off[j].numel() == 0:
             return self.off[j]
-        return self.off[j][torch.randint(0, self.off[j].numel(), (n,), generator=g)]
+        return self.off[j][torch.randint(0, self.off[j].numel(), (n,), generator=g).to(self.off[j].device)]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -115,10 +122,11 @@ def save_portrait(portrait: Portrait, path: str | Path, data: PortraitData, meta
     """Write a finished portrait (everything :func:`load_portrait` needs to render it)."""
     path = Path(path)
     _atomic_save({"format": FORMAT, "model": data.model, "config": asdict(portrait.cfg),
-                  "identity": portrait.identity[0].clone(), "K": portrait.K.clone(),
-                  "background": portrait.background.clone(), "n_frames": portrait.field.app.num_embeddings,
-                  "field": portrait.field.state_dict(),
-                  "backdrop": None if portrait.backdrop is None else portrait.backdrop.state_dict(),
+                  "identity": portrait.identity[0].cpu().clone(), "K": portrait.K.cpu().clone(),
+                  "background": portrait.background.cpu().clone(), "n_frames": portrait.field.app.num_embeddings,
+                  "field": {k: v.cpu() for k, v in portrait.field.state_dict().items()},
+                  "backdrop": None if portrait.backdrop is None else
+                  {k: v.cpu() for k, v in portrait.backdrop.state_dict().items()},
                   "fps": data.fps, "meta": meta or {}}, path)
     return path
 
@@ -152,7 +160,8 @@ def load_portrait(path: str | Path, model=None) -> Portrait:
 
 def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConfig = PortraitConfig(),
           tcfg: TrainConfig = TrainConfig(), resume: bool = True, progress: bool = True,
-          log: Callable[[str], None] | None = None, stop_at: int | None = None, dist=None) -> Portrait | None:
+          log: Callable[[str], None] | None = None, stop_at: int | None = None, dist=None,
+          device: str | torch.device | None = None, max_seconds: float | None = None) -> Portrait | None:
     """Train a portrait on ``data``'s training frames; writes ``out_dir/portrait.pt``.
 
     ``data`` is resized to ``tcfg.size``. With ``resume``, a checkpoint in ``out_dir`` made
@@ -163,11 +172,20 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
     any). Every rank draws the same frames, rays and sample offsets from the seed and renders its
     share of the step's ``frames_per_step`` frames; gradients are averaged, so N processes follow
     the single-process run. Only rank 0 logs and writes files (all ranks return the portrait).
+
+    ``device``: where to train (default: the model's device, normally the CPU); the caller's
+    model is not moved (the portrait gets a copy). ``max_seconds``: stop after the step that
+    passes this much training time (excluding the frame cache), with a checkpoint, and finish as
+    if ``steps`` were done (the learning-rate schedule still follows ``steps``); ``meta`` records
+    ``steps_done``.
     """
     import face3d
     from face3d import distributed
 
     info = distributed.current() if dist is None else dist
+    if max_seconds is not None and info.world > 1:
+        raise ValueError(f"max_seconds: expected None under torchrun (ranks would stop at different steps), "
+                         f"got {max_seconds} with {info.world} processes")
     mine = set(range(tcfg.frames_per_step)[distributed.shard(tcfg.frames_per_step, info, "TrainConfig.frames_per_step")])
     if not info.is_main:
         log, progress = None, False
@@ -185,6 +203,12 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
     bg = torch.from_numpy(background_image(d))
     portrait = Portrait(model, torch.tensor(d.identity, dtype=torch.float32), cfg, d.n_train, bg,
                         torch.tensor(d.K, dtype=torch.float32))
+    dev = torch.device(device) if device is not None else portrait.device
+    if dev != portrait.device:
+        # Initialised where the model is (the same weights as a CPU run), then moved; the copy
+        # keeps the caller's model where it was (Module.to moves in place).
+        portrait.model = copy.deepcopy(model)
+        portrait.to(dev)
     field, backdrop = portrait.field, portrait.backdrop
     planes = [field.planes]
     rest = [p for n, p in field.named_parameters() if n != "planes"]
@@ -265,7 +289,9 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             if step % 25 == 0:
                 bar.set_postfix(psnr=f"{-10 * math.log10(max(1e-10, np.mean(history[-25:]))):.2f}")
         stopping = stop_at is not None and step >= stop_at
-        if (step % tcfg.checkpoint_every == 0 or step == tcfg.steps or stopping) and info.is_main:
+        # float(mse) above waits for the device every step, so wall time here is real time
+        out_of_time = max_seconds is not None and seconds + (time.time() - t_seg) >= max_seconds
+        if (step % tcfg.checkpoint_every == 0 or step == tcfg.steps or stopping or out_of_time) and info.is_main:
             seconds += time.time() - t_seg
             t_seg = time.time()
             _atomic_save({"settings": settings, "field": field.state_dict(),
@@ -277,10 +303,13 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
                 bar.close()
             say(f"stopped at step {step}; checkpoint in {ck_path}")
             return None
+        if out_of_time:
+            say(f"time budget of {max_seconds:.0f} s reached at step {step}/{tcfg.steps}")
+            break
     if bar is not None:
         bar.close()
     seconds += time.time() - t_seg
-    meta = {"train_seconds": seconds, "steps": tcfg.steps, "size": tcfg.size, "n_train": d.n_train,
+    meta = {"train_seconds": seconds, "steps": tcfg.steps, "steps_done": step, "size": tcfg.size, "n_train": d.n_train,
             "final_train_psnr": -10 * math.log10(max(1e-10, float(np.mean(history[-50:])))),
             "source": data.source, "normals": cfg.normals,
             "rest_rotation": np.median(d.rotation[:d.n_train], 0).tolist(),
@@ -290,5 +319,5 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
     portrait.meta = meta
     portrait.fps = d.fps
     portrait.model_spec = d.model
-    say(f"trained {tcfg.steps} steps in {seconds:.0f} s; wrote {out_dir / 'portrait.pt'}")
+    say(f"trained {step} steps in {seconds:.0f} s; wrote {out_dir / 'portrait.pt'}")
     return portrait
