@@ -10,6 +10,8 @@ item order, so a report written from them is the same as the single-process one.
 The generators of the training sets (``sketch-train``'s drawings, ``audio2exp train``'s corpus)
 use :func:`map_in_order`: every item carries its own seed, so where the work is deterministic the
 gathered list is byte-for-byte the single-process one, whichever worker drew which item.
+``face3d make-trainset`` (the estimator's and the stabilizer's stored sets) seeds its chunks the
+same way (:func:`chunk_generator`) and writes each one as it comes back (:func:`map_items`).
 
 Ray is optional (``pip install .[scale]``) and imported only inside :func:`ray_map`.
 Outputs that ``fn`` writes go to the paths it is given: on a multi-machine cluster those must be

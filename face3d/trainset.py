@@ -234,6 +234,8 @@ def make_trainset(model: MorphableModel, out: str | Path, cfg: TrainSetConfig, *
     mpath = out / MANIFEST
     if mpath.exists():
         _check_manifest(mpath, want)
+        for tmp in out.glob(".chunk_*.tmp"):  # left by a run killed mid-write (atomic_write's temporaries)
+            tmp.unlink(missing_ok=True)
     else:
         atomic_write_text(mpath, json.dumps(want, indent=1) + "\n")
     items = [(i, min(cfg.chunk, cfg.n - i * cfg.chunk), cfg.seed) for i in range(cfg.n_chunks)]
@@ -244,8 +246,9 @@ def make_trainset(model: MorphableModel, out: str | Path, cfg: TrainSetConfig, *
     stopped = len(skipped) + len(todo) < len(items)
     written, failed = [], {}
     setup_args = (cfg.part, model, cfg.data, 1 if ray is not None else threads)
-    for _, r in map_items(_chunk, todo, _setup, setup_args, ray=ray, workers=workers, progress=progress,
-                          desc=f"{cfg.part} set", unit="chunk", done_before=len(skipped)):
+    results = map_items(_chunk, todo, _setup, setup_args, ray=ray, workers=workers, progress=progress,
+                        desc=f"{cfg.part} set", unit="chunk", done_before=len(skipped)) if todo else ()
+    for _, r in results:
         if "error" in r:
             failed[r["chunk"]] = r["error"]
             if progress:

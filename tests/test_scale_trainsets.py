@@ -64,6 +64,7 @@ def test_interrupted_and_damaged_runs_resume_to_the_same_bytes(toys, tmp_path):
     rest = make_trainset(m, tmp_path / "run", cfg, progress=False)
     assert rest.skipped == (0,) and rest.written == (1, 2) and rest.complete
     (tmp_path / "run" / "chunk_00001.pt").unlink()
+    (tmp_path / "run" / ".chunk_00001.pt.x1y2.tmp").write_bytes(b"half a chunk")  # a run killed mid-write
     again = make_trainset(m, tmp_path / "run", cfg, progress=False)
     assert again.skipped == (0, 2) and again.written == (1,)
     assert ref.written == (0, 1, 2) and _files(tmp_path / "ref") == _files(tmp_path / "run")
