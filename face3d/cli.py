@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "face3d.models.cli",
     "face3d.reconstruct.cli",
     "face3d.stabilize.cli",
+    "face3d.trainset_cli",
 )
 
 

@@ -1,6 +1,7 @@
 """Data-parallel training helpers shared by the ``*-train`` commands (``torchrun --nproc_per_node N``).
 
-The trainers draw their synthetic data on the fly from one seeded generator. Under N processes
+The trainers draw their synthetic data on the fly from one seeded generator (or, with a stored
+set from ``face3d make-trainset``, pick the same batch indices from it). Under N processes
 every rank draws the *same* global batch of B and keeps its slice of B/N (:func:`shard`), computes
 its loss on the slice, and the gradients are averaged over ranks (:func:`average_gradients`).
 Because the slices are equal in size, the average of the slice means is the global mean, so N

@@ -10,6 +10,8 @@ item order, so a report written from them is the same as the single-process one.
 The generators of the training sets (``sketch-train``'s drawings, ``audio2exp train``'s corpus)
 use :func:`map_in_order`: every item carries its own seed, so where the work is deterministic the
 gathered list is byte-for-byte the single-process one, whichever worker drew which item.
+``face3d make-trainset`` (the estimator's and the stabilizer's stored sets) seeds its chunks the
+same way (:func:`chunk_generator`) and writes each one as it comes back (:func:`map_items`).
 
 Ray is optional (``pip install .[scale]``) and imported only inside :func:`ray_map`.
 Outputs that ``fn`` writes go to the paths it is given: on a multi-machine cluster those must be
@@ -20,7 +22,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["map_items", "map_in_order", "map_shared", "ray_map", "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
+__all__ = ["chunk_generator", "map_items", "map_in_order", "map_shared", "ray_map", "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
 
 # argparse sentinel: ``--ray`` given without an address means "start a local Ray".
 RAY_LOCAL = "local"
@@ -59,6 +61,23 @@ def add_ray_flags(p, what: str, shared_out: bool = True, worker_threads: str = "
                    help=f"Ray workers (default: the cluster's CPUs); each uses {worker_threads}")
 
 
+def chunk_generator(seed: int, chunk: int):
+    """The random stream (a CPU ``torch.Generator``) of chunk ``chunk`` of a generated set.
+
+    Chunk 0 uses ``seed`` itself (so a set of one chunk is the one a single sequential generator
+    seeded with ``seed`` draws); later chunks get a stream of their own (numpy
+    ``SeedSequence([seed, chunk])``), so any worker can draw any chunk and the set does not depend
+    on which one did. Used by ``sketch-train``'s drawings and ``face3d make-trainset``.
+    """
+    import numpy as np
+    import torch
+
+    if chunk == 0:
+        return torch.Generator().manual_seed(int(seed))
+    s = int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(s)
+
+
 class _Worker:
     """A Ray actor holding one worker's context (built once by ``setup``)."""
 
@@ -71,7 +90,7 @@ class _Worker:
 
 def ray_map(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable[..., Any], setup_args: tuple = (),
             address: str | None = None, workers: int | None = None, progress: bool = True,
-            desc: str = "", unit: str = "item") -> Iterator[tuple[int, Any]]:
+            desc: str = "", unit: str = "item", done_before: int = 0) -> Iterator[tuple[int, Any]]:
     """Yield ``(index, fn(setup(*setup_args), items[index]))`` for every item, in completion order.
 
     Args:
@@ -82,7 +101,8 @@ def ray_map(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable
             this process (then it is reused and left running).
         workers: number of actors (default: the cluster's CPUs, at most ``len(items)``); each reserves
             one CPU, so set torch threads to 1 in ``setup``.
-        progress: a tqdm bar on stderr over the whole job.
+        progress: a tqdm bar on stderr over the whole job (``done_before``: items a resumed run
+            skipped, shown as already done).
 
     An exception raised by ``fn`` propagates (batch commands catch per item inside ``fn``); the
     actors are killed and a Ray started here is shut down on the way out, Ctrl-C included.
@@ -108,7 +128,7 @@ def ray_map(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callable
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(items), desc=desc, unit=unit, file=sys.stderr)
+            bar = tqdm(total=len(items) + done_before, initial=done_before, desc=desc, unit=unit, file=sys.stderr)
         todo = iter(range(len(items)))
         running = {}  # ObjectRef -> (item index, actor)
 
@@ -146,11 +166,11 @@ def map_items(fn: Callable[[Any, Any], Any], items: Sequence[Any], setup: Callab
     ``ray`` None: in this process, with ``context`` (or ``setup(*setup_args)`` built once), in item
     order. Otherwise the address for :func:`ray_map` (:data:`RAY_LOCAL` for a local Ray): the same
     ``fn`` on Ray workers, in completion order. ``done_before``: items skipped by a resumed run,
-    shown as already done on the single-process progress bar.
+    shown as already done on the progress bar.
     """
     if ray is not None:
         yield from ray_map(fn, items, setup, setup_args, address=ray, workers=workers, progress=progress,
-                           desc=f"{desc} (ray)", unit=unit)
+                           desc=f"{desc} (ray)", unit=unit, done_before=done_before)
         return
     ctx = setup(*setup_args) if context is None else context
     bar = None

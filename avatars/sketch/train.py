@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -20,6 +19,7 @@ from avatars.sketch import drawing as dr
 from avatars.sketch.coarse import CoarseConfig, CoarseNet, FastHead, coefficients_to_mesh, loss_vertices
 from avatars.sketch.fine import DEPTH_SCALE_MM, FineNet, fine_input, render_coarse, split_output
 from avatars.sketch.heads import HeadConfig, sample_heads
+from face3d.scale import chunk_generator
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,6 @@ class Drawings:
     expression: Tensor
     neck: Tensor
     vertices: Tensor
-
-
-def chunk_generator(seed: int, chunk: int) -> torch.Generator:
-    """The random stream of chunk ``chunk`` of a drawing set: chunk 0 uses ``seed`` itself (so a
-    set of one chunk is the one earlier versions drew from one sequential generator), later
-    chunks a stream of their own (numpy ``SeedSequence([seed, chunk])``), so any worker can draw
-    any chunk and the set does not depend on which one did."""
-    if chunk == 0:
-        return torch.Generator().manual_seed(int(seed))
-    s = int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(s)
 
 
 def _drawing_setup(model, styles: int, head_cfg: HeadConfig, style_cfg: dr.StyleConfig, threads: int | None = None):

@@ -89,6 +89,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="train on the stored set in DIR (`face3d make-trainset estimator`), in shuffled epochs, "
+                        "instead of fresh batches every step")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_train)
 
@@ -351,6 +354,17 @@ def run_train(args) -> int:
         model_sha = file_sha256(BUILTIN_PATH)
     model = load_model(args.model)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    data = None
+    if args.data is not None:
+        from face3d.trainset import load_trainset
+
+        try:
+            data = load_trainset(args.data, "estimator", model)
+            if data.n < cfg.batch:
+                raise ValueError(f"--batch {cfg.batch}: expected at most the {data.n} scenes of {args.data}")
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: --data: {e}", file=sys.stderr)
+            return 2
 
     def progress(step, loss):
         if not args.quiet:
@@ -360,7 +374,7 @@ def run_train(args) -> int:
 
     info = distributed.init_from_env()  # under torchrun: join the job; each rank trains on its slice
     try:
-        net, stats = train_estimator(model, cfg, progress, dist=info)
+        net, stats = train_estimator(model, cfg, progress, dist=info, data=data)
     finally:
         distributed.shutdown()
     if not info.is_main:
@@ -368,7 +382,8 @@ def run_train(args) -> int:
     stats["processes"] = info.world
     held = estimator_holdout_error(model, net)
     sha = save_estimator(net, model, args.out, {
-        "train_config": {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed},
+        "train_config": {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed,
+                         "data": None if data is None else {"path": str(args.data), "n": data.n, "seed": data.manifest["seed"]}},
         "model_spec": args.model, "model_file_sha256": model_sha, "holdout": held, "train_stats": stats,
     })
     print(f"wrote {args.out} (sha256 {sha}); held-out mean vertex error {held['estimator_mm']:.2f} mm "

@@ -28,6 +28,7 @@ from face3d.fileio import atomic_write, file_sha256
 
 if TYPE_CHECKING:
     from face3d.distributed import DistInfo
+    from face3d.trainset import TrainSet
 from face3d.models.base import MorphableModel
 from face3d.reconstruct.synthetic import (
     SyntheticConfig, landmark_submodel, model_fingerprint, normalize_landmarks, sample_batch,
@@ -65,7 +66,8 @@ class ShapeEstimator(nn.Module):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (``steps`` Adam steps on freshly sampled batches; no data set on disk)."""
+    """Training settings (``steps`` Adam steps on freshly sampled batches, or on a stored set:
+    see :func:`train_estimator`'s ``data``)."""
 
     steps: int = 2000
     batch: int = 512
@@ -95,7 +97,7 @@ def shape_error_mm(model: MorphableModel, pred: Tensor, true: Tensor, ids: Tenso
 
 def train_estimator(model: MorphableModel, cfg: TrainConfig = TrainConfig(),
                     progress: Callable[[int, float], None] | None = None,
-                    dist: "DistInfo | None" = None) -> tuple[ShapeEstimator, dict]:
+                    dist: "DistInfo | None" = None, data: "TrainSet | None" = None) -> tuple[ShapeEstimator, dict]:
     """Train a :class:`ShapeEstimator` for ``model`` on synthetic landmarks.
 
     The loss is the mean vertex distance (mm) between the predicted and true neutral faces, so the
@@ -105,6 +107,11 @@ def train_estimator(model: MorphableModel, cfg: TrainConfig = TrainConfig(),
     every rank draws the same batch of ``cfg.batch`` and trains on its slice, gradients averaged
     (:mod:`face3d.distributed`), so N processes follow the single-process run; only rank 0 calls
     ``progress``. The logged loss is the global batch's.
+
+    ``data``: a stored set (:func:`face3d.trainset.load_trainset`, part ``estimator``, made for
+    ``model``) to train on instead of the live stream: batches of ``cfg.batch`` scenes in shuffled
+    epochs over it (:class:`face3d.trainset.BatchOrder`, seeded by ``cfg.seed``; ``cfg.synthetic``
+    is then unused). Under ``torchrun`` every rank takes the same batch indices and reads its slice.
 
     Returns the network (eval mode) and a dict of training statistics.
     """
@@ -120,14 +127,25 @@ def train_estimator(model: MorphableModel, cfg: TrainConfig = TrainConfig(),
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     ids = _vertex_subset(model)
+    order = None
+    if data is not None:
+        from face3d.trainset import BatchOrder, check_trainset
+
+        check_trainset(data, "estimator", model)
+        order = BatchOrder(data.n, cfg.batch, g)
     t0 = time.time()
     ema = None
     for step in range(cfg.steps):
         with torch.no_grad():
-            b = sample_batch(sub, cfg.batch, cfg.synthetic, g)
-            feats = normalize_landmarks(b.landmarks[part], b.visible[part])
+            if order is None:
+                b = sample_batch(sub, cfg.batch, cfg.synthetic, g)
+                lm, vis, true = b.landmarks[part], b.visible[part], b.identity[part]
+            else:
+                idx = order.next()[part]
+                lm, vis, true = (data.tensors[k][idx] for k in ("landmarks", "visible", "identity"))
+            feats = normalize_landmarks(lm, vis)
         pred = net(feats)
-        loss = shape_error_mm(model, pred, b.identity[part], ids).mean()
+        loss = shape_error_mm(model, pred, true, ids).mean()
         opt.zero_grad()
         loss.backward()
         distributed.average_gradients(net.parameters(), info)
@@ -138,7 +156,10 @@ def train_estimator(model: MorphableModel, cfg: TrainConfig = TrainConfig(),
         if progress is not None and info.is_main and (step % 100 == 0 or step == cfg.steps - 1):
             progress(step, ema)
     net.eval()
-    return net, {"final_loss_mm": ema, "seconds": time.time() - t0}
+    stats = {"final_loss_mm": ema, "seconds": time.time() - t0}
+    if order is not None:
+        stats.update(data_items=data.n, data_epochs=order.epoch + order.at / data.n)
+    return net, stats
 
 
 def save_estimator(net: ShapeEstimator, model: MorphableModel, path: str | Path, extra: dict | None = None) -> str:

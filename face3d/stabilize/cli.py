@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stabilize-train",
         help="train the learned stabilizer for a model on synthetic pairs",
         description="Train a stabilizer network from scratch on pairs generated on the fly from the model "
-        "(deterministic for a seed) and save the weights. Runs data-parallel unchanged under "
+        "(deterministic for a seed), or on a stored set (--data), and save the weights. Runs data-parallel unchanged under "
         "`torchrun --nproc_per_node N` (--identities is the global count, split over the N processes; rank 0 "
         "writes --out).",
     )
@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--hidden", type=int, default=None, help="hidden width")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--log-every", type=int, default=None, help="progress line every N steps")
+    t.add_argument("--data", default=None, metavar="DIR",
+                   help="train on the stored set in DIR (`face3d make-trainset stabilizer`), in shuffled epochs, "
+                        "instead of fresh groups every step (--per-identity defaults to the set's)")
     t.set_defaults(func=run_train)
 
     e = sub.add_parser(
@@ -179,6 +182,22 @@ def run_train(args: argparse.Namespace) -> int:
     net_over = {k: v for k, v in (("n_points", args.points), ("hidden", args.hidden)) if v is not None}
     cfg = dataclasses.replace(cfg, **over, network=dataclasses.replace(cfg.network, **net_over))
     model = load_model(args.model)
+    data = None
+    if args.data is not None:
+        from face3d.trainset import load_trainset
+
+        try:
+            data = load_trainset(args.data, "stabilizer", model)
+            k = data.manifest["config"]["per_identity"]
+            if args.per_identity is None:
+                cfg = dataclasses.replace(cfg, per_identity=k)
+            elif args.per_identity != k:
+                raise ValueError(f"--per-identity {args.per_identity}: the set holds groups of {k}")
+            if data.n < cfg.identities:
+                raise ValueError(f"--identities {cfg.identities}: expected at most the {data.n} groups of the set")
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: --data {args.data}: {e}", file=sys.stderr)
+            return 2
     path = BUILTIN_PATH if args.model == "builtin" else Path(args.model.partition(":")[2] or args.model)
     sha = file_sha256(path) if path.is_file() else ""
     print(f"training the stabilizer for {model.name!r} ({model.n_vertices} vertices) with {torch.get_num_threads()} "
@@ -187,7 +206,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     info = distributed.init_from_env()  # under torchrun: join the job; each rank trains on its groups
     try:
-        net, ckpt = train(model, cfg, model_spec=args.model, model_sha256=sha, dist=info)
+        net, ckpt = train(model, cfg, model_spec=args.model, model_sha256=sha, dist=info, data=data)
     finally:
         distributed.shutdown()
     if not info.is_main:

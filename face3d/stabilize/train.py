@@ -1,4 +1,5 @@
-"""Training the learned stabilizer on synthetic pairs generated on the fly.
+"""Training the learned stabilizer on synthetic pairs generated on the fly (or read from a stored
+set, ``face3d make-trainset stabilizer``; see :func:`train`'s ``data``).
 
 Each step samples ``identities`` identities with ``per_identity`` meshes each
 (:func:`~face3d.stabilize.synth.sample_groups`) and trains on every ordered pair inside a group.
@@ -21,6 +22,7 @@ from face3d.fileio import atomic_write
 
 if TYPE_CHECKING:
     from face3d.distributed import DistInfo
+    from face3d.trainset import TrainSet
 from face3d.models.base import MorphableModel
 from face3d.stabilize.align import apply_transform, invert_transform
 from face3d.stabilize.network import NetworkConfig, StabilizerNet
@@ -70,7 +72,7 @@ def pair_loss(net: StabilizerNet, align_pts: Tensor, input_pts: Tensor, skull_pt
 
 def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
           progress: Callable[[str], None] | None = None, model_spec: str = "", model_sha256: str = "",
-          dist: "DistInfo | None" = None) -> tuple[StabilizerNet, dict]:
+          dist: "DistInfo | None" = None, data: "TrainSet | None" = None) -> tuple[StabilizerNet, dict]:
     """Train a :class:`StabilizerNet` for ``model`` from scratch (deterministic given ``cfg.seed``).
 
     Returns the network (eval mode) and a checkpoint dict ready for :func:`torch.save`.
@@ -78,6 +80,13 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
     ``dist``: this process's rank under ``torchrun`` (default: the running process group, if any):
     every rank draws the same ``cfg.identities`` groups and trains on its share of whole groups,
     gradients averaged (:mod:`face3d.distributed`), so N processes follow the single-process run.
+
+    ``data``: a stored set (:func:`face3d.trainset.load_trainset`, part ``stabilizer``, made for
+    ``model`` with ``cfg.per_identity`` meshes per group and the vertices ``cfg.network`` reads)
+    to train on instead of the live stream: ``cfg.identities`` groups per step in shuffled epochs
+    (:class:`face3d.trainset.BatchOrder`, seeded by ``cfg.seed``); the input normalisation comes
+    from the set's first groups; ``cfg.synth`` is unused. Under ``torchrun`` every rank takes the
+    same groups and reads its share.
     """
     from face3d import distributed
 
@@ -95,20 +104,34 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
     # Generate only the vertices the network and the loss read.
     k = min(cfg.loss_points, len(net.skull))
     loss_idx = net.skull[torch.randperm(len(net.skull), generator=g)[:k]]
-    keep = torch.unique(torch.cat([net.align, net.inputs, loss_idx]))
-    sub = restrict_model(model, keep)
-    at = lambda idx: torch.searchsorted(keep, idx)  # noqa: E731  (positions in the sub-model)
-    a_loc, i_loc, s_loc = at(net.align), at(net.inputs), at(loss_idx)
+    order = None
+    if data is None:
+        keep = torch.unique(torch.cat([net.align, net.inputs, loss_idx]))
+        sub = restrict_model(model, keep)
+        at = lambda idx: torch.searchsorted(keep, idx)  # noqa: E731  (positions in the sub-model)
+        a_loc, i_loc, s_loc = at(net.align), at(net.inputs), at(loss_idx)
 
-    def sample(n_id: int, per: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        noisy, clean, skull, _ = sample_groups(sub, n_id, per, cfg.synth, g)
-        return noisy[:, a_loc], noisy[:, i_loc], clean[:, s_loc], skull
+        def sample(n_id: int, per: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            noisy, clean, skull, _ = sample_groups(sub, n_id, per, cfg.synth, g)
+            return noisy[:, a_loc], noisy[:, i_loc], clean[:, s_loc], skull
+    else:
+        from face3d.trainset import BatchOrder
+
+        sample_set = _stored_sampler(data, model, net, loss_idx, cfg)
+        order = BatchOrder(data.n, cfg.identities, g)
+
+        def sample(n_id: int, per: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            return sample_set(order.next())
 
     # Input normalisation from a first batch of meshes (stored with the weights).
     with torch.no_grad():
         feats = []
-        for _ in range(max(1, cfg.norm_samples // 256)):
-            a, i, _, _ = sample(64, 4)
+        if data is None:
+            for _ in range(max(1, cfg.norm_samples // 256)):
+                a, i, _, _ = sample(64, 4)
+                feats.append(net.prealign(a, i)[1])
+        else:  # the set's first groups, in set order
+            a, i, _, _ = sample_set(torch.arange(min(data.n, -(-cfg.norm_samples // cfg.per_identity))))
             feats.append(net.prealign(a, i)[1])
         feats = torch.cat(feats)
         net.in_mean.copy_(feats.mean(0))
@@ -142,7 +165,48 @@ def train(model: MorphableModel, cfg: TrainConfig = TrainConfig(), *,
         "history": history, "train_seconds": round(time.perf_counter() - t0, 1),
         "torch_threads": torch.get_num_threads(), "processes": info.world,
     }
+    if data is not None:
+        extra["data"] = {"path": str(data.path), "groups": data.n, "seed": data.manifest["seed"],
+                         "epochs": round(order.epoch + order.at / data.n, 3)}
     return net, net.checkpoint(extra)
+
+
+def _stored_sampler(data: "TrainSet", model: MorphableModel, net: StabilizerNet, loss_idx: Tensor,
+                    cfg: TrainConfig) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """``groups (G,) int64 -> (align (G·k, Na, 3), inputs (G·k, Np, 3), skull vertices (G·k, Ns, 3),
+    skull transforms (G·k, 4, 4))`` read from a stored set, after checking that it fits."""
+    from face3d.trainset import check_trainset
+
+    check_trainset(data, "stabilizer", model)
+    k = data.manifest["config"]["per_identity"]
+    if k != cfg.per_identity:
+        raise ValueError(f"{data.path} holds groups of {k} meshes per identity; TrainConfig.per_identity is "
+                         f"{cfg.per_identity} (train with per_identity={k}, or make a set with {cfg.per_identity})")
+    lut = torch.full((model.n_vertices,), -1, dtype=torch.int64)
+    noisy_ids = torch.tensor(data.manifest["vertices"]["noisy"], dtype=torch.int64)
+    skull_ids = torch.tensor(data.manifest["vertices"]["skull"], dtype=torch.int64)
+
+    def positions(ids: Tensor, within: Tensor, what: str) -> Tensor:
+        lut.fill_(-1)
+        lut[within] = torch.arange(len(within))
+        pos = lut[ids]
+        if (pos < 0).any():
+            raise ValueError(f"{data.path} stores {len(within)} {what} vertices, which lack {int((pos < 0).sum())} of "
+                             f"the {len(ids)} this network reads (NetworkConfig n_points={cfg.network.n_points}, "
+                             f"align_points={cfg.network.align_points}); the set was made with n_points="
+                             f"{data.manifest['config']['n_points']}, align_points={data.manifest['config']['align_points']}")
+        return pos.clone()
+
+    a_pos, i_pos = positions(net.align, noisy_ids, "noisy"), positions(net.inputs, noisy_ids, "noisy")
+    s_pos = positions(loss_idx, skull_ids, "skull")
+    t = data.tensors
+
+    def sample(groups: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        noisy = t["noisy"][groups].flatten(0, 1)
+        return (noisy[:, a_pos], noisy[:, i_pos], t["skull_clean"][groups].flatten(0, 1)[:, s_pos],
+                t["skull"][groups].flatten(0, 1))
+
+    return sample
 
 
 def _plain(d):
