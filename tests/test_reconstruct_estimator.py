@@ -124,3 +124,13 @@ def test_metric_benchmark_same_heads_with_and_without_images(toy, tmp_path):
     a, b = with_img["methods"]["estimator+fit"]["per_head_mm"], no_img["methods"]["estimator+fit"]["per_head_mm"]
     assert max(abs(x - y) for x, y in zip(a, b)) > 1e-3  # the shape stage moved the shape
     assert all(x > 0 for x in a + b)
+
+
+def test_short_training_runs_have_a_schedule_and_too_short_ones_a_clear_error():
+    """The one-cycle schedule needs a warm-up and a decay step: 10 steps used to divide by zero."""
+    with pytest.raises(ValueError, match="steps: expected >= 4"):
+        TrainConfig(steps=3)
+    m = toy_model()
+    torch.manual_seed(0)
+    net, _ = train_estimator(m, TrainConfig(steps=10, batch=16, hidden=16, layers=1))
+    assert all(bool(torch.isfinite(p).all()) for p in net.parameters())

@@ -77,6 +77,10 @@ class TrainConfig:
     seed: int = 0
     synthetic: SyntheticConfig = SyntheticConfig()
 
+    def __post_init__(self):
+        if self.steps < 4:
+            raise ValueError(f"steps: expected >= 4 (one-cycle schedule: warm-up and decay), got {self.steps}")
+
 
 def _vertex_subset(model: MorphableModel, max_vertices: int = 600) -> Tensor:
     face = model.regions.get("face")
@@ -125,7 +129,9 @@ def train_estimator(model: MorphableModel, cfg: TrainConfig = TrainConfig(),
     net = ShapeEstimator(model.n_identity, cfg.hidden, cfg.layers)
     distributed.broadcast_parameters(net, info)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    # 10 % warm-up, but at least 2 steps of it (shorter runs would divide by a zero-step phase)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
+                                                pct_start=min(0.5, max(0.1, 2.0 / cfg.steps)))
     ids = _vertex_subset(model)
     order = None
     if data is not None:
