@@ -77,6 +77,7 @@ class _Worker:
             self.context, self.error = None, e
 
     def probe(self, fn: Callable[[Any], Any] | None) -> tuple[BaseException | None, Any]:
+        """``(setup's exception, None)``, or ``(None, fn(context))`` (None without ``fn``)."""
         if self.error is not None:
             return self.error, None
         return None, None if fn is None else fn(self.context)
@@ -85,6 +86,16 @@ class _Worker:
         if self.error is not None:
             raise self.error
         return fn(self.context, item)
+
+
+class _DropMessage:
+    """A logging filter that drops the records whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def filter(self, record) -> bool:
+        return self.text not in record.getMessage()
 
 
 class RayPool:
@@ -118,6 +129,16 @@ class RayPool:
         self._started = threading.Event()
         self._stop = threading.Event()
         self._closed = False
+        self._quiet_sigterm_warning = None
+        if not self._ray.is_initialized() and threading.current_thread() is threading.main_thread():
+            import logging
+            import signal
+
+            # What ray.init does in the main thread, and cannot in ours (it warns instead): SIGTERM
+            # exits through sys.exit, so the atexit hooks shut a Ray started here down.
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+            self._quiet_sigterm_warning = _DropMessage("SIGTERM handler is not set")
+            logging.getLogger("ray._private.worker").addFilter(self._quiet_sigterm_warning)
         self._thread = threading.Thread(target=self._own_ray, name="face3d-ray", daemon=True)
         self._thread.start()
 
@@ -131,6 +152,10 @@ class RayPool:
                 else:
                     ray.init(address=self._address, log_to_driver=False)
                 started_here = True
+            if self._quiet_sigterm_warning is not None:
+                import logging
+
+                logging.getLogger("ray._private.worker").removeFilter(self._quiet_sigterm_warning)
             n = self._workers or int(ray.cluster_resources().get("CPU", 1))
             n = max(1, min(n, self._max_items or n))
             actor_cls = ray.remote(num_cpus=1)(_Worker)

@@ -192,7 +192,9 @@ import time
 import ray
 from face3d.scale import RayPool
 from tests.test_scale import _setup_pid, _add_pid, _ctx_offset
+import signal
 pool = RayPool(_setup_pid, (3,), workers=1, max_items=2)
+assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # as ray.init sets in the main thread
 time.sleep(1.0)  # the caller busy with its own work
 assert pool.probe(_ctx_offset) == 3
 got = dict(pool.map(_add_pid, [1, 2], progress=False))
@@ -205,6 +207,7 @@ print("OK")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "OK" in r.stdout
+    assert "SIGTERM handler is not set" not in r.stderr  # Ray's warning when init runs off the main thread
 
 
 _BLOCK_RAY = """
