@@ -22,7 +22,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["map_items", "map_in_order", "map_shared", "ray_map", "RayPool", "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
+__all__ = ["map_items", "map_in_order", "map_shared", "ray_map", "RayPool", "import_ray", "ray_available",
+           "add_ray_flags", "RAY_LOCAL"]
 
 # argparse sentinel: ``--ray`` given without an address means "start a local Ray".
 RAY_LOCAL = "local"
