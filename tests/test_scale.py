@@ -147,6 +147,69 @@ def _add_pid(ctx, item):
     return ctx[0] + item, ctx[1]
 
 
+def _setup_fails(flag):
+    raise ValueError(f"--detector-stages: expected hog or cnn, got {flag!r}")
+
+
+def _ctx_offset(ctx):
+    return ctx[0]
+
+
+def test_ray_pool_probe_map_and_setup_error(ray_local):
+    from face3d.scale import RayPool
+
+    with RayPool(_setup_pid, (10,), workers=2, max_items=3) as pool:
+        assert pool.probe(_ctx_offset) == 10  # computed on a worker from its context
+        got = dict(pool.map(_add_pid, [5, 6, 7], progress=False))
+    assert [got[i][0] for i in range(3)] == [15, 16, 17]
+    # The actors are gone after close: the fixture's 2 CPUs are free for a new pool.
+    with RayPool(_setup_fails, ("bogus",), workers=2, max_items=2) as pool:
+        with pytest.raises(ValueError) as e:
+            pool.probe()
+        assert type(e.value) is ValueError  # the setup's own exception, not a Ray wrapper
+        assert str(e.value) == "--detector-stages: expected hog or cnn, got 'bogus'"
+        with pytest.raises(ValueError, match="expected hog or cnn"):
+            list(pool.map(_add_pid, [1], progress=False))
+
+
+def test_reconstruct_ray_bad_flag_same_error_as_single_process(tmp_path, photo_batch, ray_local, capsys):
+    src, model = photo_batch
+    assert _reconstruct(src, model, tmp_path / "single", "--detector-stages", "hog,bogus") == 2
+    single_err = capsys.readouterr().err
+    assert _reconstruct(src, model, tmp_path / "ray", "--detector-stages", "hog,bogus", "--ray") == 2
+    ray_err = capsys.readouterr().err
+    assert "face3d reconstruct: --detector-stages: expected a non-empty subset of" in single_err
+    assert ray_err == single_err  # checked on a worker, reported by the driver, word for word
+    assert not (tmp_path / "ray" / "report.json").exists()
+
+
+def test_ray_pool_starts_a_local_ray_in_its_thread(tmp_path):
+    """Ray started by the pool's thread (not the caller's) must outlive a pause of the caller:
+    its processes die with the thread that spawned them, so the thread has to stay alive."""
+    pytest.importorskip("ray")
+    code = f"""
+import time
+import ray
+from face3d.scale import RayPool
+from tests.test_scale import _setup_pid, _add_pid, _ctx_offset
+import signal
+pool = RayPool(_setup_pid, (3,), workers=1, max_items=2)
+assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # as ray.init sets in the main thread
+time.sleep(1.0)  # the caller busy with its own work
+assert pool.probe(_ctx_offset) == 3
+got = dict(pool.map(_add_pid, [1, 2], progress=False))
+assert [got[i][0] for i in (0, 1)] == [4, 5], got
+pool.close()
+assert not ray.is_initialized()
+print("OK")
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "OK" in r.stdout
+    assert "SIGTERM handler is not set" not in r.stderr  # Ray's warning when init runs off the main thread
+
+
 _BLOCK_RAY = """
 import sys
 class _NoRay:

@@ -150,7 +150,7 @@ def _example(name: str):
 # ----------------------------------------------------------------------------------- commands
 # `face3d reconstruct` is one per-image function (`_reconstruct_item`) over a context built once
 # (`_reconstruct_setup`: model, estimator, detector). The single-process loop and the Ray workers
-# (face3d.scale.ray_map, `--ray`) call exactly these two, and the driver merges the per-image
+# (face3d.scale.RayPool, `--ray`) call exactly these two, and the driver merges the per-image
 # results in input order, so report.json does not depend on where an image was processed.
 #
 # Resume: after an image's files are written, `done/<name>.json` records the run settings and the
@@ -212,6 +212,11 @@ def _reconstruct_setup(s: dict) -> dict:
                                 "keep_shape")}}
     return {"s": s, "model": model, "cfg": cfg, "estimator": estimator, "detector": detector,
             "run_key": _run_key(run)}
+
+
+def _context_run_key(ctx: dict) -> str:
+    """The run key of a context built by :func:`_reconstruct_setup` (asked of a Ray worker)."""
+    return ctx["run_key"]
 
 
 def _run_key(run: dict) -> str:
@@ -295,42 +300,59 @@ def run_reconstruct(args) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from face3d.scale import ray_available
+    from face3d.scale import RayPool, map_items, ray_available
 
     if args.ray is not None and not ray_available("reconstruct"):
         return 2
     settings = _reconstruct_settings(args)
-    try:  # in the driver too, with --ray: bad settings fail here, before any worker starts
-        ctx = _reconstruct_setup(settings)
-    except _SetupError as e:
-        print(f"face3d reconstruct: {e}", file=sys.stderr)
-        return 2
     stems: dict[str, int] = {}
     named = []
     for stem, src in jobs:
         n = stems.get(stem, 0)
         stems[stem] = n + 1
         named.append((stem if n == 0 else f"{stem}_{n}", src))
-    results: list[dict | None] = [None] * len(named)
-    todo = []
-    for i, (name, src) in enumerate(named):
-        entries = _load_record(out, name, src, ctx["run_key"])
-        if entries is None:
-            todo.append(i)
-        else:
-            results[i] = {"succeeded": entries}
+    # With --ray, Ray starts and the workers load the model, estimator and detector in the
+    # background while the driver goes on; the driver does not load them a second time: a worker's
+    # setup checks the flags and its _SetupError comes back here with the same message (exit 2),
+    # before any image is sent. Unless every image has a record already: a resumed run with
+    # nothing left to do should not start Ray at all (then the driver checks the flags itself).
+    pool = None
+    if args.ray is not None and any(not _record_path(out, name).is_file() for name, _ in named):
+        pool = RayPool(_reconstruct_setup, (settings,), address=args.ray, workers=args.workers,
+                       max_items=len(named))
+    try:
+        ctx = None
+        try:
+            if pool is not None:
+                run_key = pool.probe(_context_run_key)  # waits for the first worker's setup
+            else:
+                ctx = _reconstruct_setup(settings)
+                run_key = ctx["run_key"]
+        except _SetupError as e:
+            print(f"face3d reconstruct: {e}", file=sys.stderr)
+            return 2
+        results: list[dict | None] = [None] * len(named)
+        todo = []
+        for i, (name, src) in enumerate(named):
+            entries = _load_record(out, name, src, run_key)
+            if entries is None:
+                todo.append(i)
+            else:
+                results[i] = {"succeeded": entries}
 
-    def report_failure(r: dict) -> None:
-        if "failed" in r:
-            print(f"face3d reconstruct: FAILED {r['failed']['input']}: {r['failed']['error']}", file=sys.stderr)
+        def report_failure(r: dict) -> None:
+            if "failed" in r:
+                print(f"face3d reconstruct: FAILED {r['failed']['input']}: {r['failed']['error']}", file=sys.stderr)
 
-    from face3d.scale import map_items
-
-    for k, r in map_items(_reconstruct_item, [named[i] for i in todo], _reconstruct_setup, (settings,),
-                          ray=args.ray, workers=args.workers, progress=not args.quiet, desc="reconstruct",
-                          unit="img", context=None if args.ray else ctx, done_before=len(named) - len(todo)):
-        results[todo[k]] = r
-        report_failure(r)
+        for k, r in map_items(_reconstruct_item, [named[i] for i in todo], _reconstruct_setup, (settings,),
+                              ray=args.ray, workers=args.workers, progress=not args.quiet, desc="reconstruct",
+                              unit="img", context=ctx, done_before=len(named) - len(todo),
+                              pool=pool):
+            results[todo[k]] = r
+            report_failure(r)
+    finally:
+        if pool is not None:
+            pool.close()
     done = [e for r in results for e in r.get("succeeded", [])]
     failures = [r["failed"] for r in results if "failed" in r]
     write_json(out / "report.json", {"succeeded": done, "failed": failures})
