@@ -6,7 +6,7 @@ import torch
 
 from avatars.sketch import drawing as dr
 from avatars.sketch.evaluate import face_metrics
-from avatars.sketch.fine import FineNet, fine_input, refine_mesh, render_coarse
+from avatars.sketch.fine import FineNet, refine_mesh, render_coarse
 from avatars.sketch.train import coarse_camera
 
 
@@ -69,35 +69,3 @@ def test_fine_net_shapes_and_bad_input():
     assert y.shape == (2, 4, 32, 48)
     with pytest.raises(ValueError, match="expected shape"):
         net(torch.zeros(1, 3, 32, 32))
-
-
-def test_render_with_the_mesh_drawing_is_the_plain_render_plus_its_strokes(bumped):
-    m, lin, true = bumped
-    faces = dr.drawing_faces(m)
-    cam = coarse_camera(m, lin)
-    plain = render_coarse(lin, faces, cam)
-    drawn = render_coarse(lin, faces, cam, model=m)
-    assert plain.ink is None and drawn.ink.shape == (3, dr.SIZE, dr.SIZE)
-    assert torch.equal(plain.depth, drawn.depth) and torch.equal(plain.normals, drawn.normals)
-    assert torch.equal(plain.mask, drawn.mask)
-    # Strokes only on or next to the head; its silhouette is drawn (black), and it differs
-    # from the bumped head's drawing seen by the same camera.
-    ink = drawn.ink
-    near = torch.nn.functional.max_pool2d(drawn.mask[None, None].float(), 3, 1, 1)[0, 0] > 0
-    assert float(ink[:, ~near].abs().max()) == 0.0
-    sil = dr._edges(drawn.mask[None])[0]
-    assert bool((ink[0][sil] == 1).all())
-    other = render_coarse(true, faces, cam, model=m).ink
-    assert float((other - ink).abs().sum()) > 10
-    assert fine_input(torch.zeros(3, dr.SIZE, dr.SIZE), plain).shape == (8, dr.SIZE, dr.SIZE)
-    x = fine_input(torch.zeros(3, dr.SIZE, dr.SIZE), drawn)
-    assert x.shape == (11, dr.SIZE, dr.SIZE) and torch.equal(x[8:], ink)
-
-
-def test_fine_net_with_the_coarse_drawing_input():
-    net = FineNet(8, in_channels=11)
-    assert net(torch.zeros(1, 11, 32, 32)).shape == (1, 4, 32, 32)
-    with pytest.raises(ValueError, match="expected shape"):
-        net(torch.zeros(1, 8, 32, 32))
-    with pytest.raises(ValueError, match="in_channels"):
-        FineNet(8, in_channels=9)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from avatars.sketch import drawing as dr
 from avatars.sketch.coarse import CoarseConfig, CoarseNet, coefficients_to_mesh
-from avatars.sketch.fine import IN_CHANNELS, CoarseRender, FineNet, RefineConfig, predict_maps, refine_mesh, render_coarse
+from avatars.sketch.fine import CoarseRender, FineNet, RefineConfig, predict_maps, refine_mesh, render_coarse
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_WEIGHTS = ASSETS / "sketch_builtin.pt"
@@ -81,7 +81,7 @@ class SketchModeler:
                              f"this code expects {FINE_OUTPUT!r}; retrain with `avatars sketch-train --out {path}`")
         coarse = CoarseNet(ck["n_identity"], ck["n_expression"], CoarseConfig(**ck["coarse_config"]))
         coarse.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["coarse"].items()})
-        fine = FineNet(ck["fine_width"], ck.get("fine_in_channels", IN_CHANNELS))
+        fine = FineNet(ck["fine_width"])
         fine.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["fine"].items()})
         return cls(model, coarse, fine)
 
@@ -99,12 +99,6 @@ class SketchModeler:
 
         return coarse_camera(self.model, vertices)
 
-    def render(self, vertices: Tensor, camera) -> CoarseRender:
-        """A mesh (V, 3) mm seen by ``camera``, with its own drawing where the fine network
-        takes one (:func:`.fine.render_coarse`)."""
-        needs_ink = self.fine.in_channels > IN_CHANNELS
-        return render_coarse(vertices, self.faces, camera, model=self.model if needs_ink else None)
-
     def fine_step(self, ink: Tensor, vertices: Tensor, render: CoarseRender, editable: Tensor) -> Tensor:
         """Predict depth/normal maps for ``ink`` given ``render`` of ``vertices``, and move the
         ``editable`` vertices towards them. (V, 3) mm."""
@@ -116,7 +110,7 @@ class SketchModeler:
         if ink.shape != (3, dr.SIZE, dr.SIZE):
             raise ValueError(f"ink: expected shape (3, {dr.SIZE}, {dr.SIZE}), got {tuple(ink.shape)}")
         ident, ex, neck, v = self.coarse_from_ink(ink)
-        render = self.render(v, self.camera_for(v))
+        render = render_coarse(v, self.faces, self.camera_for(v))
         out = self.fine_step(ink, v, render, self.editable) if fine else v.clone()
         return SketchResult(out, v, ident, ex, neck, ink, crop, render)
 
@@ -154,7 +148,7 @@ def save_weights(path: str | Path, model, coarse: CoarseNet, fine: FineNet, extr
         "model": model.name, "n_vertices": model.n_vertices, "n_identity": model.n_identity,
         "n_expression": model.n_expression, "coarse_config": coarse.cfg.__dict__,
         "coarse": {k: v.half() if v.is_floating_point() else v for k, v in coarse.state_dict().items()},
-        "fine_width": fine.e1[0].out_channels, "fine_in_channels": fine.in_channels, "fine_output": FINE_OUTPUT,
+        "fine_width": fine.e1[0].out_channels, "fine_output": FINE_OUTPUT,
         "fine": {k: v.half() if v.is_floating_point() else v for k, v in fine.state_dict().items()},
         **(extra or {}),
     }

@@ -177,15 +177,6 @@ def stroke_layers(vertices: Tensor, faces: Tensor, camera, labels: Tensor | None
             "mask": mask, "depth": out.depth, "normals": n_cam * mask[..., None]}
 
 
-def clean_ink(layers: dict[str, Tensor]) -> Tensor:
-    """Stroke layers (:func:`stroke_layers`) -> (B, 3, H, W) ink maps in [0, 1] (black, red,
-    green) of a plain drawing: no style, 1 px lines with a half-strength border (about the
-    width synthetic drawings have once read at :data:`SIZE`)."""
-    black = layers["silhouette"] | layers["contour"] | layers["feature"]
-    x = torch.stack((black, layers["ridge"], layers["valley"]), 1).float()
-    return torch.maximum(x, 0.5 * F.max_pool2d(x, 3, 1, 1))
-
-
 def _thin(m: Tensor) -> Tensor:
     """Skeletonise each (H, W) band to 1-pixel lines (scikit-image), dropping specks."""
     from skimage.morphology import remove_small_objects, skeletonize

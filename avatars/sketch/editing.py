@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avatars.sketch import drawing as dr
+from avatars.sketch.fine import render_coarse
 
 
 def region_vertices(camera, vertices: Tensor, region: Tensor, allowed: Tensor) -> Tensor:
@@ -57,7 +58,7 @@ def edit_region(modeler, previous, image, region: Tensor | None = None):
         raise ValueError(f"region: expected a ({dr.SIZE}, {dr.SIZE}) bool mask, got {tuple(region.shape)} {region.dtype}")
     cam = previous.render.camera
     mask = region_vertices(cam, previous.vertices, region, modeler.editable)
-    render = modeler.render(previous.vertices, cam)
+    render = render_coarse(previous.vertices, modeler.faces, cam)
     # Predict against the current mesh, so the unchanged rest of the drawing asks for no change.
     out = modeler.fine_step(ink, previous.vertices, render, mask)
     out[~mask] = previous.vertices[~mask]

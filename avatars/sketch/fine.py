@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 DEPTH_SCALE_MM = 5.0  # the network's depth output is in units of 5 mm
 IN_CHANNELS = 8  # ink (3), coarse normals (3), coarse depth (1), coarse mask (1)
-DRAWING_CHANNELS = 3  # optional: the coarse mesh's own clean drawing (black, red, green) after those
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -34,20 +33,15 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class FineNet(nn.Module):
-    """A small U-Net: (B, C, H, W) -> (B, 4, H, W) = the change from the coarse render to the
+    """A small U-Net: (B, 8, H, W) -> (B, 4, H, W) = the change from the coarse render to the
     true head: depth (true minus coarse camera z, in 5 mm units) and a normal change (camera
     frame; added to the coarse normal, then normalised: see :func:`split_output`). Predicting the
-    change, not the map, makes "no change" the zero output. H, W divisible by 8. ``in_channels``:
-    :data:`IN_CHANNELS`, or that plus :data:`DRAWING_CHANNELS` for a network that also sees the
-    coarse mesh's own drawing (:func:`fine_input`)."""
+    change, not the map, makes "no change" the zero output. H, W divisible by 8."""
 
-    def __init__(self, width: int = 12, in_channels: int = IN_CHANNELS):
+    def __init__(self, width: int = 12):
         super().__init__()
-        if in_channels not in (IN_CHANNELS, IN_CHANNELS + DRAWING_CHANNELS):
-            raise ValueError(f"in_channels: expected {IN_CHANNELS} or {IN_CHANNELS + DRAWING_CHANNELS}, got {in_channels}")
         w = width
-        self.in_channels = in_channels
-        self.e1 = _conv(in_channels, w)
+        self.e1 = _conv(IN_CHANNELS, w)
         self.e2 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
         self.e3 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
         self.e4 = nn.Sequential(_conv(4 * w, 6 * w, 2), _conv(6 * w, 6 * w))
@@ -59,8 +53,8 @@ class FineNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] % 8 or x.shape[3] % 8:
-            raise ValueError(f"x: expected shape (B, {self.in_channels}, H, W) with H, W divisible by 8, got {tuple(x.shape)}")
+        if x.dim() != 4 or x.shape[1] != IN_CHANNELS or x.shape[2] % 8 or x.shape[3] % 8:
+            raise ValueError(f"x: expected shape (B, {IN_CHANNELS}, H, W) with H, W divisible by 8, got {tuple(x.shape)}")
         up = lambda t, ref: F.interpolate(t, size=ref.shape[2:], mode="bilinear", align_corners=False)  # noqa: E731
         a = self.e1(x)
         b = self.e2(a)
@@ -75,30 +69,18 @@ class FineNet(nn.Module):
 @dataclass(frozen=True)
 class CoarseRender:
     """The coarse mesh seen by the fine stage's camera. ``depth`` (H, W) mm, ``normals`` (H, W, 3)
-    camera frame, ``mask`` (H, W) bool; ``camera`` the (cropped) camera; ``ink`` (3, H, W) in
-    [0, 1] or None: the mesh's own clean drawing (black, red, green) in that camera."""
+    camera frame, ``mask`` (H, W) bool; ``camera`` the (cropped) camera."""
 
     depth: Tensor
     normals: Tensor
     mask: Tensor
     camera: object
-    ink: Tensor | None = None
 
 
-def render_coarse(vertices: Tensor, faces: Tensor, camera, model=None) -> CoarseRender:
-    """Render (V, 3) mm vertices with ``camera`` (batch 1) for :func:`fine_input`. With ``model``
-    (whose topology ``vertices`` have) the mesh's strokes are drawn too, from the same render
-    (:func:`.drawing.stroke_layers` with the model's part labels and curvature)."""
+def render_coarse(vertices: Tensor, faces: Tensor, camera) -> CoarseRender:
+    """Render (V, 3) mm vertices with ``camera`` (batch 1) for :func:`fine_input`."""
     from face3d.render import Renderer
 
-    if model is not None:
-        from avatars.sketch import drawing as dr
-
-        v = vertices[None].float()
-        layers = dr.stroke_layers(v, faces, camera, labels=dr.model_labels(model),
-                                  curvature=dr.mean_curvature(v, model.faces))
-        mask = layers["mask"][0]
-        return CoarseRender(layers["depth"][0], layers["normals"][0], mask, camera, dr.clean_ink(layers)[0])
     with torch.no_grad():
         out = Renderer()(vertices[None], faces, camera, antialias=False)
     mask = out.triangle_id[0] >= 0
@@ -107,16 +89,12 @@ def render_coarse(vertices: Tensor, faces: Tensor, camera, model=None) -> Coarse
 
 
 def fine_input(ink: Tensor, coarse: CoarseRender) -> Tensor:
-    """(3, H, W) ink + the coarse render -> (8, H, W) network input, or (11, H, W) when the
-    render carries the coarse mesh's drawing (appended last, so both drawings can be compared
-    stroke by stroke). Depth is given relative to its median over the mask, in 50 mm units."""
+    """(3, H, W) ink + the coarse render -> (8, H, W) network input. Depth is given relative to
+    its median over the mask, in 50 mm units."""
     m = coarse.mask
     ref = coarse.depth[m].median() if bool(m.any()) else torch.tensor(0.0)
     d = torch.where(m, (coarse.depth - ref) / 50.0, torch.zeros_like(coarse.depth))
-    parts = [ink, coarse.normals.permute(2, 0, 1), d[None], m[None].float()]
-    if coarse.ink is not None:
-        parts.append(coarse.ink.to(ink))
-    return torch.cat(parts, 0)
+    return torch.cat((ink, coarse.normals.permute(2, 0, 1), d[None], m[None].float()), 0)
 
 
 def split_output(y: Tensor, coarse_normals: Tensor) -> tuple[Tensor, Tensor]:

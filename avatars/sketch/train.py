@@ -36,7 +36,6 @@ class TrainConfig:
     fine_batch: int = 8
     fine_lr: float = 3e-3
     fine_normal_weight: float = 1.0
-    fine_coarse_drawing: bool = False  # the fine network also sees the coarse mesh's own drawing
     seed: int = 0
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -211,11 +210,10 @@ def coarse_camera(model, vertices: Tensor):
 
 
 def fine_examples(model, net: CoarseNet, data: Drawings, n: int, max_step_mm: float = 12.0,
-                  log=print, dist=None, coarse_drawing: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+                  log=print, dist=None) -> tuple[Tensor, Tensor, Tensor]:
     """Inputs (n, 8, H, W), targets (n, 4, H, W) and target masks (n, H, W) bool for the fine
     stage, from the first drawing of each of ``n`` heads of ``data``, seen by the camera fitted to
-    the coarse stage's prediction for that drawing. ``coarse_drawing``: inputs (n, 11, H, W) that
-    also hold the coarse mesh's own drawing (:func:`.fine.fine_input`).
+    the coarse stage's prediction for that drawing.
 
     Targets: the true head's camera z minus the coarse one's (5 mm units) and the true head's
     camera normals. The mask is where both heads cover the pixel and the depths differ by less
@@ -241,7 +239,7 @@ def fine_examples(model, net: CoarseNet, data: Drawings, n: int, max_step_mm: fl
         out = []
         for c, k in enumerate(ks):
             cam = coarse_camera(model, coarse_v[k])
-            cr = render_coarse(coarse_v[k], faces, cam, model=model if coarse_drawing else None)
+            cr = render_coarse(coarse_v[k], faces, cam)
             tr = render_coarse(data.vertices[data.head[sel[k]]].float(), faces, cam)
             res = tr.depth - cr.depth
             keep = cr.mask & tr.mask & (res.abs() < max_step_mm)
@@ -271,7 +269,7 @@ def train_fine(x: Tensor, y: Tensor, m: Tensor, cfg: TrainConfig, log=print, dis
     log = log if info.is_main else None
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
-    net = FineNet(in_channels=x.shape[1])
+    net = FineNet()
     distributed.broadcast_parameters(net, info)
     distributed.global_batchnorm(net, info)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.fine_lr, weight_decay=1e-4)
@@ -321,7 +319,7 @@ def train(model, cfg: TrainConfig = TrainConfig(), log=print, ray: str | None = 
     # coarse error is far smaller than on new ones, and the fine stage must learn to fix the latter.
     fdata = make_drawings(model, cfg.fine_heads, 1, cfg.seed + 200, cfg.seed + 300, cfg.head, cfg.style, log=log,
                           ray=ray, workers=workers, dist=info)
-    x, y, m = fine_examples(model, coarse, fdata, cfg.fine_heads, log=log, dist=info, coarse_drawing=cfg.fine_coarse_drawing)
+    x, y, m = fine_examples(model, coarse, fdata, cfg.fine_heads, log=log, dist=info)
     fine = train_fine(x, y, m, cfg, log=log, dist=info, history=history["fine"])
     secs = time.time() - t0
     if log:
