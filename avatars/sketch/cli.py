@@ -113,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coarse-steps", type=int)
     p.add_argument("--fine-steps", type=int)
     p.add_argument("--fine-heads", type=int)
-    p.add_argument("--styles", type=int, help="drawings per head (default 2)")
+    p.add_argument("--styles", type=int, help="drawings per head (default 1)")
     p.add_argument("--coarse-batch", type=int, help="drawings per coarse step (default 32); under torchrun the "
                                                     "global batch, split over the processes")
     p.add_argument("--fine-batch", type=int, help="examples per fine step (default 8); split like --coarse-batch")
