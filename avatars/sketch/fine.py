@@ -136,29 +136,6 @@ def unique_edges(faces: Tensor) -> Tensor:
     return torch.stack((k // n, k % n), 1)
 
 
-def uniform_laplacian(edges: Tensor, editable: Tensor):
-    """The uniform Laplacian ``x_i - mean_{j~i} x_j`` restricted to the editable vertices, with
-    fixed neighbours counting as 0 (the unknowns are changes, zero outside the mask).
-
-    Args:
-        edges: (E, 2) int64 undirected edges (:func:`unique_edges`). editable: (V,) bool.
-    Returns:
-        a scipy CSR (N, N) float64 matrix, N = ``editable.sum()``, unknowns in vertex order.
-    """
-    import scipy.sparse as sp
-
-    V = editable.shape[0]
-    N = int(editable.sum())
-    unk = torch.full((V,), -1, dtype=torch.int64)
-    unk[editable] = torch.arange(N)
-    e2 = torch.cat((edges, edges.flip(1)))
-    e2 = e2[editable[e2[:, 0]]]
-    deg = torch.zeros(V, dtype=torch.float64).index_add_(0, e2[:, 0], torch.ones(len(e2), dtype=torch.float64))
-    L = sp.csr_matrix((np.ones(N), (np.arange(N), np.arange(N))), shape=(N, N))
-    nb = e2[editable[e2[:, 1]]]
-    return L - sp.csr_matrix(((1.0 / deg[nb[:, 0]]).numpy(), (unk[nb[:, 0]].numpy(), unk[nb[:, 1]].numpy())), shape=(N, N))
-
-
 def _sample(img: Tensor, uv: Tensor) -> Tensor:
     """Bilinear lookup of (H, W, C) at (N, 2) pixel coordinates (x, y) -> (N, C)."""
     H, W = img.shape[:2]
@@ -240,7 +217,13 @@ def refine_mesh(vertices: Tensor, faces: Tensor, camera, depth: Tensor, normals:
     r0 += len(a)
     A = sp.csr_matrix((torch.cat(vals).numpy(), (torch.cat(rows).numpy(), torch.cat(cols).numpy())), shape=(r0, N))
     bvec = torch.cat(rhs).numpy()
-    L = uniform_laplacian(e, ed)
+    # Laplacian over all edges touching editable vertices (fixed neighbours count as s = 0).
+    e2 = torch.cat((e, e.flip(1)))
+    e2 = e2[ed[e2[:, 0]]]
+    deg = torch.zeros(V, dtype=torch.float64).index_add_(0, e2[:, 0], torch.ones(len(e2), dtype=torch.float64))
+    L = sp.csr_matrix((np.ones(N), (np.arange(N), np.arange(N))), shape=(N, N))
+    nb = e2[ed[e2[:, 1]]]
+    L = L - sp.csr_matrix(((1.0 / deg[nb[:, 0]]).numpy(), (unk[nb[:, 0]].numpy(), unk[nb[:, 1]].numpy())), shape=(N, N))
     M = (A.T @ A) + cfg.laplacian_weight * (L.T @ L) + cfg.damping * sp.identity(N)
     s = spsolve(M.tocsc(), A.T @ bvec)
     out = vertices.clone()
