@@ -38,7 +38,13 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from face3d.scale import RayConnectError  # light: imports no Ray
+
+    try:
+        return int(args.func(args) or 0)
+    except RayConnectError as e:
+        print(f"{parser.prog} {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 def main(argv=None) -> int:

@@ -24,11 +24,15 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["chunk_generator", "map_items", "map_in_order", "map_shared", "ray_map", "RayPool", "import_ray",
-           "ray_available", "add_ray_flags", "RAY_LOCAL"]
+__all__ = ["chunk_generator", "map_items", "map_in_order", "map_shared", "ray_map", "RayPool", "RayConnectError",
+           "import_ray", "ray_available", "add_ray_flags", "RAY_LOCAL"]
 
 # argparse sentinel: ``--ray`` given without an address means "start a local Ray".
 RAY_LOCAL = "local"
+
+
+class RayConnectError(ConnectionError):
+    """``--ray ADDRESS`` named a cluster that could not be joined (the commands print it, exit 2)."""
 
 
 def import_ray():
@@ -170,7 +174,13 @@ class RayPool:
                 if self._address in (None, RAY_LOCAL):
                     ray.init(num_cpus=self._workers, include_dashboard=False, log_to_driver=False)
                 else:
-                    ray.init(address=self._address, log_to_driver=False)
+                    try:
+                        ray.init(address=self._address, log_to_driver=False)
+                    except ConnectionError as e:
+                        raise RayConnectError(
+                            f"--ray {self._address}: could not join a Ray cluster there ({e}). Start one with "
+                            "`ray start --head`, give `--ray auto` for the one running on this machine, or "
+                            "`--ray` alone for a local Ray of this command's own") from e
                 started_here = True
             if self._quiet_sigterm_warning is not None:
                 import logging
