@@ -73,7 +73,7 @@ class Backdrop(nn.Module):
         q = (torch.cat((rotation.float().reshape(3), translation.float().reshape(3))) - self.pose_center) / self.pose_scale
         return torch.minimum(torch.maximum(q, self.pose_lo), self.pose_hi)
 
-    def _mlp(self, uv: Tensor, c: Tensor) -> Tensor:
+    def _flow_residual(self, uv: Tensor, c: Tensor) -> Tensor:
         """(R, 2) uv, (6,) normalised pose -> (R, 5): flow logits and colour residual."""
         f = nn.functional.grid_sample(self.features, uv[None, :, None], mode="bilinear", padding_mode="border",
                                       align_corners=False)[0, :, :, 0].t()  # (R, C)
@@ -88,7 +88,7 @@ class Backdrop(nn.Module):
     def forward(self, uv: Tensor, rotation: Tensor, translation: Tensor) -> Tensor:
         """(R, 2) uv in [-1, 1], the frame's head ``rotation`` (3,) rad and ``translation`` (3,) mm
         -> (R, 3) colours."""
-        return self._compose(uv, self._mlp(uv, self._pose(rotation, translation)))
+        return self._compose(uv, self._flow_residual(uv, self._pose(rotation, translation)))
 
     def image(self, H: int, W: int, rotation: Tensor, translation: Tensor, chunk: int = 65536) -> Tensor:
         """The whole layer at H x W (any size; it covers the training frame): (H, W, 3).
@@ -99,7 +99,7 @@ class Backdrop(nn.Module):
         th, tw = self.texture.shape[-2:]
         h, w = min(H, th), min(W, tw)
         pix = torch.arange(h * w, device=self.texture.device)
-        o = torch.cat([self._mlp(pixel_uv(pix[s:s + chunk], h, w), c) for s in range(0, h * w, chunk)])
+        o = torch.cat([self._flow_residual(pixel_uv(pix[s:s + chunk], h, w), c) for s in range(0, h * w, chunk)])
         if (h, w) != (H, W):
             o = nn.functional.interpolate(o.t().reshape(1, 5, h, w), size=(H, W), mode="bilinear",
                                           align_corners=False)[0].reshape(5, -1).t()
