@@ -183,6 +183,23 @@ def test_reconstruct_ray_bad_flag_same_error_as_single_process(tmp_path, photo_b
     assert not (tmp_path / "ray" / "report.json").exists()
 
 
+def test_reconstruct_unjoinable_ray_address_is_a_clear_error(tmp_path, photo_batch, monkeypatch, capsys):
+    """A cluster address Ray cannot join: what to do instead, exit code 2, no traceback, no output."""
+    ray = pytest.importorskip("ray")
+    src, model = photo_batch
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    assert _reconstruct(src, model, tmp_path / "o", "--ray", "10.0.0.9:6379") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("face3d reconstruct: --ray 10.0.0.9:6379: could not join a Ray cluster there")
+    assert "ray start --head" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "report.json").exists()
+
+
 def test_ray_pool_starts_a_local_ray_in_its_thread(tmp_path):
     """Ray started by the pool's thread (not the caller's) must outlive a pause of the caller:
     its processes die with the thread that spawned them, so the thread has to stay alive."""
