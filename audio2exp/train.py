@@ -14,7 +14,6 @@ cross-entropy of the auxiliary viseme head.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -78,11 +77,10 @@ def network_times(n_net_frames: int) -> np.ndarray:
 def model_fingerprint(model: MorphableModel) -> str:
     """sha256 over the model's expression names, template and lip expression basis (a retrained
     or regenerated model with other geometry gets another fingerprint)."""
-    h = hashlib.sha256()
-    h.update("|".join(model.expression_names).encode())
-    h.update(model.template.detach().cpu().numpy().astype(np.float32).tobytes())
-    h.update(model.expression_basis[model.region("lips")].detach().cpu().numpy().astype(np.float32).tobytes())
-    return h.hexdigest()
+    from face3d.fileio import content_sha256
+
+    return content_sha256("|".join(model.expression_names), model.template,
+                          model.expression_basis[model.region("lips")])
 
 
 def utterance_examples(u, rig, augment: bool, n_augmented: int, rng: np.random.Generator,

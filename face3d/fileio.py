@@ -66,3 +66,21 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def content_sha256(*parts) -> str:
+    """sha256 over ``parts`` in order: tensors or arrays (their contiguous bytes; floating point
+    as float32, so a float64 copy of the same weights hashes alike) and strings (UTF-8). What a
+    model fingerprint is built from: which geometry weights or a data set were made for."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for x in parts:
+        if isinstance(x, str):
+            h.update(x.encode())
+            continue
+        a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+        if np.issubdtype(a.dtype, np.floating):
+            a = a.astype(np.float32)
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()

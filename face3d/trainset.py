@@ -93,15 +93,12 @@ class TrainSetConfig:
 
 
 def model_digest(model: MorphableModel) -> str:
-    """sha256 of the model's template, bases and joint regressor: which model a set was made for."""
-    import hashlib
+    """sha256 of the model's template, bases and joint regressor: which model a set was made for
+    (the stabilizer's poses use the joints; unlike the estimator's fingerprint, it needs no
+    68-point landmarks)."""
+    from face3d.fileio import content_sha256
 
-    import numpy as np
-
-    h = hashlib.sha256()
-    for t in (model.template, model.identity_basis, model.expression_basis, model.joint_regressor):
-        h.update(np.ascontiguousarray(t.detach().cpu().float().numpy()).tobytes())
-    return h.hexdigest()
+    return content_sha256(model.template, model.identity_basis, model.expression_basis, model.joint_regressor)
 
 
 def _json(x: Any) -> Any:

@@ -210,9 +210,7 @@ def normalize_landmarks(landmarks: Tensor, visible: Tensor | None = None) -> Ten
 
 def model_fingerprint(model: MorphableModel) -> str:
     """sha256 of the model's template and bases (identifies the model weights were trained for)."""
-    import hashlib
+    from face3d.fileio import content_sha256
 
-    h = hashlib.sha256()
-    for t in (model.template, model.identity_basis, model.expression_basis, model.landmarks["ibug68"].vertex_ids):
-        h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
-    return h.hexdigest()
+    return content_sha256(model.template, model.identity_basis, model.expression_basis,
+                          model.landmarks["ibug68"].vertex_ids)
