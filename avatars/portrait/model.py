@@ -213,7 +213,7 @@ class Portrait(nn.Module):
         self.register_buffer("background", background.float().to(dev).clone())
         self.register_buffer("K", K.float().to(dev).clone())
         self.embedding = MeshEmbedding(model.faces, can, k=cfg.k)
-        self.backdrop = Backdrop(background) if cfg.backdrop else None
+        self.backdrop = Backdrop(self.background) if cfg.backdrop else None
         pad = cfg.shell_mm + 10.0
         bounds = torch.stack((can.min(0).values - pad, can.max(0).values + pad))
         self.field = PortraitField(cfg, bounds, model.n_expression, n_frames)
@@ -341,6 +341,14 @@ class Portrait(nn.Module):
     def pose_vector(self, rotation: Tensor, jaw: Tensor) -> Tensor:
         return torch.cat((rotation.float().reshape(-1), jaw.float().reshape(-1)))
 
+    def _background_at(self, H: int, W: int, bg: Tensor | None = None) -> Tensor:
+        """``bg`` (default: the fixed background) resized to (H, W, 3) if it is another size."""
+        bg = self.background if bg is None else bg
+        if bg.shape[:2] == (H, W):
+            return bg
+        return nn.functional.interpolate(bg.permute(2, 0, 1)[None], size=(H, W), mode="bilinear",
+                                         align_corners=False)[0].permute(1, 2, 0)
+
     @torch.no_grad()
     def render_frame(self, expression: Tensor, jaw: Tensor, rotation: Tensor, translation: Tensor, camera,
                      app: Tensor | None = None, chunk: int | None = None, samples: int | None = None,
@@ -372,10 +380,7 @@ class Portrait(nn.Module):
         if background is None and self.backdrop is not None:
             bg = self.backdrop.image(H, W, rotation, translation)
         else:
-            bg = self.background if background is None else background.to(dev)
-        if bg.shape[:2] != (H, W):
-            bg = nn.functional.interpolate(bg.permute(2, 0, 1)[None], size=(H, W), mode="bilinear",
-                                           align_corners=False)[0].permute(1, 2, 0)
+            bg = self._background_at(H, W, None if background is None else background.to(dev))
         verts = self.posed(expression[None], jaw[None], rotation[None], translation[None],
                            None if neck is None else neck[None])
         self.embedding.forget("render")  # this frame's tree is built once, for the proxy and the full pass
@@ -411,10 +416,7 @@ class Portrait(nn.Module):
     def _render(self, verts, camera, expression, jaw, rotation, app, chunk, samples, bg, intervals=None):
         H, W = camera.height, camera.width
         if bg is None:
-            bg = self.background
-            if bg.shape[:2] != (H, W):
-                bg = nn.functional.interpolate(bg.permute(2, 0, 1)[None], size=(H, W), mode="bilinear",
-                                               align_corners=False)[0].permute(1, 2, 0)
+            bg = self._background_at(H, W)
         if intervals is None:
             mask, near, far = self.shell_intervals(verts, camera)
             mask, near, far = mask[0].reshape(-1), near[0].reshape(-1), far[0].reshape(-1)
@@ -431,15 +433,12 @@ class Portrait(nn.Module):
             app = self.field.app.weight.mean(0)
         pose = self.pose_vector(rotation, jaw)
         K, Rwc, twc = camera.K[0].float(), camera.R[0].float(), camera.t[0].float()
-        saved, self.background = self.background, bg
-        try:
-            for s in range(0, pix.numel(), chunk):
-                p = pix[s:s + chunk]
-                o, d = pixel_rays(K, Rwc, twc, H, W, p)
-                rays = RayBatch(p, o, d, near[p], far[p])
-                r = self.render_rays(rays, verts[0], expression, pose, app, key="render", samples=samples)
-                rgb[p], alpha[p], normal[p], z_lo[p], z_hi[p] = r["rgb"], r["alpha"], r["normal"], r["z_lo"], r["z_hi"]
-        finally:
-            self.background = saved
+        behind = bg.reshape(-1, 3)
+        for s in range(0, pix.numel(), chunk):
+            p = pix[s:s + chunk]
+            o, d = pixel_rays(K, Rwc, twc, H, W, p)
+            r = self.render_rays(RayBatch(p, o, d, near[p], far[p]), verts[0], expression, pose, app, key="render",
+                                 samples=samples, bg=behind[p])
+            rgb[p], alpha[p], normal[p], z_lo[p], z_hi[p] = r["rgb"], r["alpha"], r["normal"], r["z_lo"], r["z_hi"]
         return {"rgb": rgb.reshape(H, W, 3).clamp(0, 1), "alpha": alpha.reshape(H, W), "normal": normal.reshape(H, W, 3),
                 "z_lo": z_lo.reshape(H, W), "z_hi": z_hi.reshape(H, W)}

@@ -260,16 +260,16 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             off = cache.off_shell(j, per_off, g) if backdrop is not None else None
             if k not in mine:
                 continue
-            bg = None
-            if backdrop is not None:
-                rot, tr = cache.rotation[j], cache.translation[j]
-                bg = backdrop(pixel_uv(rays.pix, d.size, d.size), rot, tr)
+            bg = behind = None
+            if backdrop is not None:  # one lookup for the shell rays' and the off-shell pixels' backdrop
+                pix = torch.cat((rays.pix, off))
+                behind = backdrop(pixel_uv(pix, d.size, d.size), cache.rotation[j], cache.translation[j])
+                bg = behind[:per]
             out = portrait.render_rays(rays, cache.verts[j], cache.expression[j], cache.pose[j],
                                        field.app.weight[j], key=j, jitter=jit, bg=bg)
             pred, tgt = out["rgb"], cache.target[j][rays.pix]
-            if off is not None and off.numel():
-                pred = torch.cat((pred, backdrop(pixel_uv(off, d.size, d.size), rot, tr)))
-                tgt = torch.cat((tgt, cache.target[j][off]))
+            if behind is not None:
+                pred, tgt = torch.cat((pred, behind[per:])), cache.target[j][pix]
             mse = ((pred - tgt) ** 2).mean()
             l = mse + tcfg.mask_weight * ((out["alpha"] - cache.mask[j][rays.pix]) ** 2).mean()
             if cfg.normals:
