@@ -128,9 +128,7 @@ def fmt(x, nd=1) -> str:
 
 
 def raster_section(a, dev: torch.device, rep: Report) -> None:
-    from bench_rasterize import framing, load_mesh
-
-    from face3d.render import antialias, interpolate, rasterize
+    from bench_rasterize import framing, load_mesh, torch_passes
 
     cpu = torch.device("cpu")
     devices = [cpu] if dev.type == "cpu" else [dev, cpu]
@@ -150,21 +148,7 @@ def raster_section(a, dev: torch.device, rep: Report) -> None:
             r = {"res": res, "batch": B}
             results = {}
             for d in devices:
-                p_d, t_d, c_d, w_d = pos.to(d), tri.to(d), colors.to(d), wts.to(d)
-
-                def fwd():
-                    with torch.no_grad():
-                        return rasterize(p_d, t_d, (res, res), backend="torch")
-
-                def fwd_bwd():
-                    p = p_d.detach().requires_grad_(True)
-                    c = c_d.detach().requires_grad_(True)
-                    rast, _ = rasterize(p, t_d, (res, res), backend="torch")
-                    img, _ = interpolate(c, rast, t_d, backend="torch")
-                    img = antialias(img, rast, p, t_d, backend="torch")
-                    (img * w_d).sum().backward()
-                    return rast.detach(), img.detach(), p.grad
-
+                fwd, fwd_bwd = torch_passes(pos.to(d), tri.to(d), res, colors.to(d), wts.to(d))
                 name = "device" if d == dev and dev.type != "cpu" else "cpu"
                 r[f"{name}_fwd_ms"] = timed(fwd, d, a.repeat)
                 r[f"{name}_fwd_bwd_ms"] = timed(fwd_bwd, d, a.repeat)
@@ -208,14 +192,14 @@ def synthetic_data(model, frames: int, size: int, work: Path):
     """The synthetic clip as :class:`PortraitData` with its true parameters as the track (cached)."""
     from avatars.portrait.data import PortraitData
     from avatars.portrait.synthetic import SyntheticClipConfig, synthetic_clip
+    from face3d.reconstruct.camera import make_camera
 
     folder = work / f"synthetic_{frames}x{size}"
     if (folder / "meta.json").is_file():
         return PortraitData.load(folder), 0.0
     t0 = time.time()
     clip = synthetic_clip(model, SyntheticClipConfig(frames=frames, size=size))
-    S, f = clip.width, clip.focal
-    K = np.array([[f, 0.0, (S - 1) / 2], [0.0, f, (S - 1) / 2], [0.0, 0.0, 1.0]])  # make_camera's
+    K = make_camera(torch.tensor([float(clip.focal)], dtype=torch.float64), clip.width, clip.height).K[0].numpy()
     data = PortraitData(frames=clip.frames, masks=clip.masks.astype(np.float32), identity=clip.identity,
                         expression=clip.expression, jaw=clip.jaw, rotation=clip.rotation,
                         translation=clip.translation, K=K, n_train=clip.n_train, fps=clip.fps, model="builtin",

@@ -79,10 +79,14 @@ def timeit(fn, repeat: int) -> tuple[float, float]:
     return statistics.median(ts) * 1e3, statistics.median(cs) * 1e3
 
 
-def bench_torch(pos, tri, res, colors, repeat):
+def torch_passes(pos, tri, res, colors, wts):
+    """The two timed cases of the torch backend, as functions of no arguments: ``fwd`` (rasterize
+    only; returns its output) and ``fwd_bwd`` (rasterize + interpolate ``colors`` + antialias +
+    backward of the ``wts``-weighted image sum; returns ``(rast, image, position gradient)``).
+    Also used by bench_gpu.py, on whatever device the inputs are."""
     def fwd():
         with torch.no_grad():
-            rasterize(pos, tri, (res, res), backend="torch")
+            return rasterize(pos, tri, (res, res), backend="torch")
 
     def fwd_bwd():
         p = pos.detach().requires_grad_(True)
@@ -91,8 +95,13 @@ def bench_torch(pos, tri, res, colors, repeat):
         img, _ = interpolate(c, rast, tri, backend="torch")
         img = antialias(img, rast, p, tri, backend="torch")
         (img * wts).sum().backward()
+        return rast.detach(), img.detach(), p.grad
 
-    wts = torch.rand(pos.shape[0], res, res, 3)
+    return fwd, fwd_bwd
+
+
+def bench_torch(pos, tri, res, colors, repeat):
+    fwd, fwd_bwd = torch_passes(pos, tri, res, colors, torch.rand(pos.shape[0], res, res, 3))
     return timeit(fwd, repeat), timeit(fwd_bwd, repeat)
 
 

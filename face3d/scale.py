@@ -223,14 +223,14 @@ class RayPool:
         return value
 
     def map(self, fn: Callable[[Any, Any], Any], items: Sequence[Any], progress: bool = True, desc: str = "",
-            unit: str = "item", in_flight: int = 1, done_before: int = 0) -> Iterator[tuple[int, Any]]:
+            unit: str = "item", done_before: int = 0) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, fn(context, items[index]))`` for every item, in completion order.
 
         ``done_before``: items a resumed run skipped, shown as already done on the progress bar.
 
-        ``in_flight``: items queued per actor. 1 (the default) hands an actor its next item only
-        when it returns one, so at the end of a batch no actor sits on a queued item while another
-        is idle; the round trip between items is milliseconds against seconds of work per item.
+        One item in flight per actor: an actor gets its next item only when it returns one, so at
+        the end of a batch no actor sits on a queued item while another is idle; the round trip
+        between items is milliseconds against seconds of work per item.
         Raises ``setup``'s exception if it failed on a worker (wrapped by Ray, but still an instance
         of its type; :meth:`probe` first to get it unwrapped), and whatever ``fn`` raises.
         """
@@ -253,9 +253,8 @@ class RayPool:
                 if i is not None:
                     running[actor.call.remote(fn, items[i])] = (i, actor)
 
-            for _ in range(in_flight):
-                for actor in actors:
-                    submit(actor)
+            for actor in actors:
+                submit(actor)
             while running:
                 ready, _ = ray.wait(list(running), num_returns=1)
                 i, actor = running.pop(ready[0])

@@ -209,7 +209,6 @@ def _frames_of(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     return torch.stack((e1, e2, n), -2)
 
 
-
 @dataclass(frozen=True)
 class _CentroidIndex:
     """One frame's torch search index: triangle ``centroids`` (F, 3) mm relative to ``origin`` (3,)."""
