@@ -377,3 +377,87 @@ def test_backdrop_image_matches_per_pixel_evaluation():
         no_layer = torch.nn.functional.interpolate(b.texture, size=(32, 32), mode="bilinear", align_corners=False)
     err = float((big - exact).abs().mean())
     assert err < 0.2 * float((no_layer[0].permute(1, 2, 0) - exact).abs().mean()), err
+
+
+def test_motion_gate_marks_only_what_moved():
+    """A noisy static wall with a bar sweeping columns 20-27: the gate is 0 on the wall far from
+    the bar, 1 on the bar's path, and 1 where the head always covered the wall."""
+    from avatars.portrait.backdrop import motion_gate
+
+    rng = np.random.default_rng(0)
+    N, H, W = 12, 48, 48
+    wall = rng.uniform(0.2, 0.8, (H, W, 3)).astype(np.float32)
+    frames = np.repeat(wall[None], N, 0) + rng.normal(0, 0.01, (N, H, W, 3)).astype(np.float32)
+    for t in range(N):
+        frames[t, :, 20 + (t * 8) // N] = 1.0
+    masks = np.zeros((N, H, W), np.float32)
+    masks[:, 2:10, 2:10] = 1.0  # a "head" that never moves off this square
+    med = np.median(frames, 0)
+    g = motion_gate(frames, masks, med)
+    assert g.shape == (H, W) and g.dtype == np.float32
+    assert float(g[:, 40:].max()) < 0.01 and float(g[20:, :12].max()) < 0.01  # far wall: still
+    assert float(g[:, 21:27].min()) > 0.99  # the bar's path: moving
+    assert float(g[4:8, 4:8].min()) > 0.99  # never seen as background: left to the layer
+    with pytest.raises(ValueError, match="motion_gate"):
+        motion_gate(frames, masks[:, :10], med)
+
+
+def test_gated_backdrop_keeps_the_still_image_where_nothing_moved():
+    from avatars.portrait.backdrop import Backdrop, pixel_uv
+
+    g = torch.Generator().manual_seed(2)
+    bg = torch.rand(16, 16, 3, generator=g)
+    b = Backdrop(bg, n_codes=3, code_dim=4)
+    gate = torch.ones(16, 16)
+    gate[:, :6] = 0.0
+    b.set_gate(gate)
+    with torch.no_grad():  # a trained-looking layer: flow, residual and a drifted texture
+        b.mlp[-1].weight.normal_(0, 0.5, generator=g)
+        b.texture.add_(0.2 * torch.randn(b.texture.shape, generator=g))
+        b.codes.weight.normal_(0, 1.0, generator=g)
+        for rot, tr, code in ((torch.tensor([0.3, -0.2, 0.1]), torch.tensor([20.0, 5.0, -9.0]), None),
+                              (torch.zeros(3), torch.zeros(3), b.codes.weight[0])):
+            img = b.image(16, 16, rot, tr, code)
+            assert torch.allclose(img[:, :4], bg[:, :4], atol=1e-6)  # gate 0 (its blur starts at column 5)
+            assert float((img[:, 8:] - bg[:, 8:]).abs().mean()) > 0.05  # the layer where the gate is 1
+    with pytest.raises(ValueError, match="texture's size"):
+        b.set_gate(torch.ones(8, 8))
+    # a state saved before the gate loads as the ungated layer it was
+    old = {k: v for k, v in Backdrop(bg).state_dict().items() if k not in ("gate", "still")}
+    c = Backdrop(bg)
+    c.load_state_dict(old)
+    assert torch.equal(c.gate, torch.ones(1, 1, 16, 16)) and torch.equal(c.still, c.texture.detach())
+
+
+def test_backdrop_codes_fit_what_the_pose_does_not_explain():
+    """Frames whose bar position has nothing to do with the (constant) pose: with per-frame codes
+    the layer fits each frame; a render without a code is the last training frame's."""
+    from avatars.portrait.backdrop import Backdrop, pixel_uv
+
+    torch.manual_seed(0)
+    txs = [-8.0, 6.0, -2.0, 9.0, 1.0]
+    frames = torch.stack([_bar_frame(t) for t in txs])
+    med = frames.median(0).values
+    uv = pixel_uv(torch.arange(32 * 32), 32, 32)
+    rot, tr = torch.zeros(3), torch.zeros(3)
+    errs = {}
+    for n_codes in (0, len(txs)):
+        b = Backdrop(med, grid=8, channels=8, hidden=32, n_codes=n_codes, code_dim=4)
+        opt = torch.optim.Adam(b.parameters(), lr=1e-2)
+        for s in range(300):
+            j = s % len(txs)
+            code = None if b.codes is None else b.codes.weight[j]
+            loss = ((b(uv, rot, tr, code) - frames[j].reshape(-1, 3)) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            errs[n_codes] = sum(float(((b(uv, rot, tr, None if b.codes is None else b.codes.weight[j])
+                                        - frames[j].reshape(-1, 3)) ** 2).mean()) for j in range(len(txs)))
+    assert errs[len(txs)] < 0.2 * errs[0], errs  # pose alone cannot tell the frames apart
+    with torch.no_grad():
+        assert torch.equal(b.image(32, 32, rot, tr), b.image(32, 32, rot, tr, b.codes.weight[-1]))
+    with pytest.raises(ValueError, match="expected 4 values"):
+        b(uv, rot, tr, torch.zeros(3))
+    with pytest.raises(ValueError, match="no per-frame codes"):
+        Backdrop(med)(uv, rot, tr, torch.zeros(4))

@@ -1,11 +1,12 @@
 """Training a portrait on a prepared clip: random rays of random training frames, resumable.
 
 Loss per step: colour MSE of the rays (composited over the backdrop: the pose-conditioned layer
-of :mod:`avatars.portrait.backdrop`, or the fixed background) and of ``backdrop_rays`` pixels
+of :mod:`avatars.portrait.backdrop`, gated to what moved in the training frames, or the fixed
+background) and of ``backdrop_rays`` pixels
 outside the shell (the backdrop alone, so it learns the torso and background), ``mask_weight``
 times the MSE between accumulated opacity and the foreground mask, ``normal_weight`` times the
 squared distance of the predicted normals from the 3DMM's (the guidance), and a small L2 on the
-appearance codes. Adam with an exponential decay to ``lr * lr_final``.
+appearance codes and the backdrop's per-frame codes. Adam with an exponential decay to ``lr * lr_final``.
 
 Devices: ``train(..., device="cuda")`` builds the portrait as on the CPU (same initial weights)
 and moves it, a copy of the morphable model and the cached frames there; rays, frames and sample
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from avatars.portrait.data import PortraitData, background_image
-from avatars.portrait.backdrop import pixel_uv
+from avatars.portrait.backdrop import motion_gate, pixel_uv
 from avatars.portrait.model import Portrait, PortraitConfig, RayBatch, pixel_rays
 
 FORMAT = "face3d-portrait-1"
@@ -147,7 +148,8 @@ def load_portrait(path: str | Path, model=None) -> Portrait:
     if model.n_identity != ck["identity"].numel():
         raise ValueError(f"{path}: made for a model with {ck['identity'].numel()} identity coefficients, "
                          f"got {model.name!r} with {model.n_identity}")
-    cfg = PortraitConfig(**{"backdrop": False, **ck["config"]})  # files from before the backdrop layer
+    # files from before the backdrop layer, and from before its per-frame code
+    cfg = PortraitConfig(**{"backdrop": False, "backdrop_code": 0, **ck["config"]})
     p = Portrait(model, ck["identity"], cfg, ck["n_frames"], ck["background"], ck["K"])
     p.field.load_state_dict(ck["field"])
     if p.backdrop is not None:
@@ -215,6 +217,8 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
     groups = [{"params": planes, "lr": tcfg.lr}, {"params": rest, "lr": tcfg.lr * 0.3}]
     if backdrop is not None:
         backdrop.set_rest_pose(torch.tensor(d.rotation[:d.n_train]), torch.tensor(d.translation[:d.n_train]))
+        backdrop.set_gate(torch.from_numpy(motion_gate(d.frames[:d.n_train].astype(np.float32) / 255,
+                                                       d.masks[:d.n_train], bg.numpy())))
         groups.append({"params": list(backdrop.parameters()), "lr": tcfg.lr * 0.3})
     params = [p for grp in groups for p in grp["params"]]
     opt = torch.optim.Adam(groups)
@@ -222,7 +226,8 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
     g = torch.Generator().manual_seed(tcfg.seed)
     step, history, seconds = 0, [], 0.0
     ck_path = out_dir / "checkpoint.pt"
-    settings = {"config": asdict(cfg), "train": asdict(tcfg), "frames": d.n_frames, "n_train": d.n_train}
+    settings = {"config": asdict(cfg), "train": asdict(tcfg), "frames": d.n_frames, "n_train": d.n_train,
+                "backdrop": "gated" if backdrop is not None else None}  # checkpoints from before the gate restart
     if resume and ck_path.is_file():
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
         if ck.get("settings") == settings:
@@ -263,7 +268,8 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             bg = behind = None
             if backdrop is not None:  # one lookup for the shell rays' and the off-shell pixels' backdrop
                 pix = torch.cat((rays.pix, off))
-                behind = backdrop(pixel_uv(pix, d.size, d.size), cache.rotation[j], cache.translation[j])
+                code = None if backdrop.codes is None else backdrop.codes.weight[j]
+                behind = backdrop(pixel_uv(pix, d.size, d.size), cache.rotation[j], cache.translation[j], code)
                 bg = behind[:per]
             out = portrait.render_rays(rays, cache.verts[j], cache.expression[j], cache.pose[j],
                                        field.app.weight[j], key=j, jitter=jit, bg=bg)
@@ -277,6 +283,8 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             loss = loss + l * (info.world / len(js))  # gradients are averaged over the ranks
             mse_sum += float(mse.detach()) / len(js)
         loss = loss + tcfg.app_weight * (field.app.weight[js] ** 2).sum(1).mean()
+        if backdrop is not None and backdrop.codes is not None:
+            loss = loss + tcfg.app_weight * (backdrop.codes.weight[js] ** 2).sum(1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(params, info)
