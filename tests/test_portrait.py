@@ -407,17 +407,16 @@ def test_gated_backdrop_keeps_the_still_image_where_nothing_moved():
 
     g = torch.Generator().manual_seed(2)
     bg = torch.rand(16, 16, 3, generator=g)
-    b = Backdrop(bg, n_codes=3, code_dim=4)
+    b = Backdrop(bg)
     gate = torch.ones(16, 16)
     gate[:, :6] = 0.0
     b.set_gate(gate)
     with torch.no_grad():  # a trained-looking layer: flow, residual and a drifted texture
         b.mlp[-1].weight.normal_(0, 0.5, generator=g)
         b.texture.add_(0.2 * torch.randn(b.texture.shape, generator=g))
-        b.codes.weight.normal_(0, 1.0, generator=g)
-        for rot, tr, code in ((torch.tensor([0.3, -0.2, 0.1]), torch.tensor([20.0, 5.0, -9.0]), None),
-                              (torch.zeros(3), torch.zeros(3), b.codes.weight[0])):
-            img = b.image(16, 16, rot, tr, code)
+        for rot, tr in ((torch.tensor([0.3, -0.2, 0.1]), torch.tensor([20.0, 5.0, -9.0])),
+                        (torch.zeros(3), torch.zeros(3))):
+            img = b.image(16, 16, rot, tr)
             assert torch.allclose(img[:, :4], bg[:, :4], atol=1e-6)  # gate 0 (its blur starts at column 5)
             assert float((img[:, 8:] - bg[:, 8:]).abs().mean()) > 0.05  # the layer where the gate is 1
     with pytest.raises(ValueError, match="texture's size"):
@@ -428,36 +427,3 @@ def test_gated_backdrop_keeps_the_still_image_where_nothing_moved():
     c.load_state_dict(old)
     assert torch.equal(c.gate, torch.ones(1, 1, 16, 16)) and torch.equal(c.still, c.texture.detach())
 
-
-def test_backdrop_codes_fit_what_the_pose_does_not_explain():
-    """Frames whose bar position has nothing to do with the (constant) pose: with per-frame codes
-    the layer fits each frame; a render without a code is the last training frame's."""
-    from avatars.portrait.backdrop import Backdrop, pixel_uv
-
-    torch.manual_seed(0)
-    txs = [-8.0, 6.0, -2.0, 9.0, 1.0]
-    frames = torch.stack([_bar_frame(t) for t in txs])
-    med = frames.median(0).values
-    uv = pixel_uv(torch.arange(32 * 32), 32, 32)
-    rot, tr = torch.zeros(3), torch.zeros(3)
-    errs = {}
-    for n_codes in (0, len(txs)):
-        b = Backdrop(med, grid=8, channels=8, hidden=32, n_codes=n_codes, code_dim=4)
-        opt = torch.optim.Adam(b.parameters(), lr=1e-2)
-        for s in range(300):
-            j = s % len(txs)
-            code = None if b.codes is None else b.codes.weight[j]
-            loss = ((b(uv, rot, tr, code) - frames[j].reshape(-1, 3)) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            errs[n_codes] = sum(float(((b(uv, rot, tr, None if b.codes is None else b.codes.weight[j])
-                                        - frames[j].reshape(-1, 3)) ** 2).mean()) for j in range(len(txs)))
-    assert errs[len(txs)] < 0.2 * errs[0], errs  # pose alone cannot tell the frames apart
-    with torch.no_grad():
-        assert torch.equal(b.image(32, 32, rot, tr), b.image(32, 32, rot, tr, b.codes.weight[-1]))
-    with pytest.raises(ValueError, match="expected 4 values"):
-        b(uv, rot, tr, torch.zeros(3))
-    with pytest.raises(ValueError, match="no per-frame codes"):
-        Backdrop(med)(uv, rot, tr, torch.zeros(4))

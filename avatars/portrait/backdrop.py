@@ -12,15 +12,8 @@ is looked up through a smooth, pose-dependent flow, plus a pose-dependent colour
 with ``flow`` and ``residual`` from a small MLP over a coarse 2D feature grid and the head pose
 relative to the training frames' median pose. Both start at zero, so an untrained backdrop is
 the median background exactly. Held-out or re-animated frames give it their tracked (or driven)
-pose.
-
-What the head pose does not explain (the shoulders shift, the shirt creases) goes into a per-frame
-``code`` (one per training frame, zero-initialised, an MLP input beside the pose), like the
-portrait's per-frame appearance code. A body drifts slowly, so a frame after the training part is
-best guessed by the state the recording was last in: a render without a code uses the last
-training frame's (held-out frames, reenactment, speech). On testMovie's held-out frames the
-last training frame itself is 4.3 dB closer to the truth below the head than the median image,
-against 1.4 dB for the training frame of the nearest head pose.
+pose; there is no per-frame code, so what it learns has to follow the pose (a per-frame code
+was tried and made held-out torsos worse: docs/performance.md, "Neural portraits").
 
 Only what moved in the training frames is learned: a fixed per-pixel ``gate`` in [0, 1]
 (:func:`motion_gate`, from how far the training frames' background pixels stray from their
@@ -92,12 +85,10 @@ class Backdrop(nn.Module):
         max_flow: largest displacement, in uv units (1 = half the frame).
         rotation_scale: radians, ``translation_scale``: mm, of the head pose that count as "1"
         at the MLP's input.
-        n_codes: per-frame codes (the training frames; 0: none), ``code_dim`` their size.
     """
 
     def __init__(self, background: Tensor, grid: int = 32, channels: int = 16, hidden: int = 64,
-                 max_flow: float = 0.2, rotation_scale: float = 0.2, translation_scale: float = 20.0,
-                 n_codes: int = 0, code_dim: int = 8):
+                 max_flow: float = 0.2, rotation_scale: float = 0.2, translation_scale: float = 20.0):
         super().__init__()
         if background.ndim != 3 or background.shape[-1] != 3:
             raise ValueError(f"background: expected (H, W, 3), got {tuple(background.shape)}")
@@ -105,11 +96,7 @@ class Backdrop(nn.Module):
         self.register_buffer("still", self.texture.detach().clone())  # the fixed image where the gate is 0
         self.register_buffer("gate", torch.ones(1, 1, *background.shape[:2]))  # see set_gate
         self.features = nn.Parameter(0.1 * torch.randn(1, channels, grid, grid))
-        self.codes = nn.Embedding(n_codes, code_dim) if n_codes > 0 else None
-        if self.codes is not None:
-            nn.init.zeros_(self.codes.weight)
-        self.code_dim = code_dim if n_codes > 0 else 0
-        self.mlp = nn.Sequential(nn.Linear(channels + 6 + self.code_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+        self.mlp = nn.Sequential(nn.Linear(channels + 6, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                                  nn.Linear(hidden, 5))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
@@ -151,23 +138,11 @@ class Backdrop(nn.Module):
         q = (torch.cat((rotation.float().reshape(3), translation.float().reshape(3))) - self.pose_center) / self.pose_scale
         return torch.minimum(torch.maximum(q, self.pose_lo), self.pose_hi)
 
-    def _code(self, code: Tensor | None) -> Tensor:
-        """The MLP's code input: ``code``, or the last training frame's (see the module docstring)."""
-        if self.codes is None:
-            if code is not None:
-                raise ValueError("code: this backdrop has no per-frame codes (made with n_codes=0)")
-            return self.features.new_zeros(0)
-        code = self.codes.weight[-1] if code is None else code.float().reshape(-1)
-        if code.numel() != self.code_dim:
-            raise ValueError(f"code: expected {self.code_dim} values, got {code.numel()}")
-        return code
-
-    def _flow_residual(self, uv: Tensor, c: Tensor, code: Tensor) -> Tensor:
-        """(R, 2) uv, (6,) normalised pose, (code_dim,) code -> (R, 5): flow logits and colour residual."""
+    def _flow_residual(self, uv: Tensor, c: Tensor) -> Tensor:
+        """(R, 2) uv, (6,) normalised pose -> (R, 5): flow logits and colour residual."""
         f = nn.functional.grid_sample(self.features, uv[None, :, None], mode="bilinear", padding_mode="border",
                                       align_corners=False)[0, :, :, 0].t()  # (R, C)
-        cond = torch.cat((c, code.to(c))).expand(uv.shape[0], -1)
-        return self.mlp(torch.cat((f, cond), 1))
+        return self.mlp(torch.cat((f, c.expand(uv.shape[0], 6)), 1))
 
     def _compose(self, uv: Tensor, o: Tensor) -> Tensor:
         look = lambda img, at: nn.functional.grid_sample(  # noqa: E731
@@ -177,22 +152,21 @@ class Backdrop(nn.Module):
         g = look(self.gate, uv)
         return g * moving + (1 - g) * look(self.still, uv)
 
-    def forward(self, uv: Tensor, rotation: Tensor, translation: Tensor, code: Tensor | None = None) -> Tensor:
-        """(R, 2) uv in [-1, 1], the frame's head ``rotation`` (3,) rad and ``translation`` (3,) mm,
-        and its ``code`` (code_dim,) (default: the last training frame's) -> (R, 3) colours."""
-        return self._compose(uv, self._flow_residual(uv, self._pose(rotation, translation), self._code(code)))
+    def forward(self, uv: Tensor, rotation: Tensor, translation: Tensor) -> Tensor:
+        """(R, 2) uv in [-1, 1], the frame's head ``rotation`` (3,) rad and ``translation`` (3,) mm
+        -> (R, 3) colours."""
+        return self._compose(uv, self._flow_residual(uv, self._pose(rotation, translation)))
 
-    def image(self, H: int, W: int, rotation: Tensor, translation: Tensor, code: Tensor | None = None,
-              chunk: int = 65536) -> Tensor:
+    def image(self, H: int, W: int, rotation: Tensor, translation: Tensor, chunk: int = 65536) -> Tensor:
         """The whole layer at H x W (any size; it covers the training frame): (H, W, 3).
 
         Above the texture's own size the (smooth) flow and residual are computed at that size and
         upsampled bilinearly; only the texture lookup runs at H x W."""
-        c, code = self._pose(rotation, translation), self._code(code)
+        c = self._pose(rotation, translation)
         th, tw = self.texture.shape[-2:]
         h, w = min(H, th), min(W, tw)
         pix = torch.arange(h * w, device=self.texture.device)
-        o = torch.cat([self._flow_residual(pixel_uv(pix[s:s + chunk], h, w), c, code) for s in range(0, h * w, chunk)])
+        o = torch.cat([self._flow_residual(pixel_uv(pix[s:s + chunk], h, w), c) for s in range(0, h * w, chunk)])
         if (h, w) != (H, W):
             o = nn.functional.interpolate(o.t().reshape(1, 5, h, w), size=(H, W), mode="bilinear",
                                           align_corners=False)[0].reshape(5, -1).t()

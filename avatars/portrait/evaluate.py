@@ -6,8 +6,7 @@ video frames: PSNR over the whole frame and over the head region (the foreground
 by 4 % of the image), SSIM over the whole frame (scikit-image, Gaussian window). The baseline
 (and a portrait trained without a backdrop layer) is composited over the fixed median background
 of the training frames; a portrait with a backdrop layer renders its own torso and background at
-the frame's pose, with the last training frame's backdrop code (what it would show when
-re-animated).
+the frame's pose (what it would show when re-animated).
 """
 from __future__ import annotations
 

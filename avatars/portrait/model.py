@@ -44,7 +44,7 @@ class PortraitConfig:
     and appearance code sizes; ``normals``: condition colour on predicted normals (False is the
     ablation of the evaluation); ``backdrop``: behind the head, a pose-conditioned image layer
     (:class:`~avatars.portrait.backdrop.Backdrop`: torso and background) instead of the fixed
-    median background; ``backdrop_code``: the size of its per-frame code (0: pose only).
+    median background.
     """
 
     shell_mm: float = 18.0
@@ -58,7 +58,6 @@ class PortraitConfig:
     app_dim: int = 8
     normals: bool = True
     backdrop: bool = True
-    backdrop_code: int = 8
 
     def __post_init__(self):
         if self.shell_mm <= 0 or self.inner_mm <= 0:
@@ -214,8 +213,7 @@ class Portrait(nn.Module):
         self.register_buffer("background", background.float().to(dev).clone())
         self.register_buffer("K", K.float().to(dev).clone())
         self.embedding = MeshEmbedding(model.faces, can, k=cfg.k)
-        self.backdrop = Backdrop(self.background, n_codes=n_frames if cfg.backdrop_code else 0,
-                                 code_dim=max(1, cfg.backdrop_code)) if cfg.backdrop else None
+        self.backdrop = Backdrop(self.background) if cfg.backdrop else None
         pad = cfg.shell_mm + 10.0
         bounds = torch.stack((can.min(0).values - pad, can.max(0).values + pad))
         self.field = PortraitField(cfg, bounds, model.n_expression, n_frames)

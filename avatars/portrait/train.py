@@ -6,7 +6,7 @@ background) and of ``backdrop_rays`` pixels
 outside the shell (the backdrop alone, so it learns the torso and background), ``mask_weight``
 times the MSE between accumulated opacity and the foreground mask, ``normal_weight`` times the
 squared distance of the predicted normals from the 3DMM's (the guidance), and a small L2 on the
-appearance codes and the backdrop's per-frame codes. Adam with an exponential decay to ``lr * lr_final``.
+appearance codes. Adam with an exponential decay to ``lr * lr_final``.
 
 Devices: ``train(..., device="cuda")`` builds the portrait as on the CPU (same initial weights)
 and moves it, a copy of the morphable model and the cached frames there; rays, frames and sample
@@ -148,8 +148,7 @@ def load_portrait(path: str | Path, model=None) -> Portrait:
     if model.n_identity != ck["identity"].numel():
         raise ValueError(f"{path}: made for a model with {ck['identity'].numel()} identity coefficients, "
                          f"got {model.name!r} with {model.n_identity}")
-    # files from before the backdrop layer, and from before its per-frame code
-    cfg = PortraitConfig(**{"backdrop": False, "backdrop_code": 0, **ck["config"]})
+    cfg = PortraitConfig(**{"backdrop": False, **ck["config"]})  # files from before the backdrop layer
     p = Portrait(model, ck["identity"], cfg, ck["n_frames"], ck["background"], ck["K"])
     p.field.load_state_dict(ck["field"])
     if p.backdrop is not None:
@@ -268,8 +267,7 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             bg = behind = None
             if backdrop is not None:  # one lookup for the shell rays' and the off-shell pixels' backdrop
                 pix = torch.cat((rays.pix, off))
-                code = None if backdrop.codes is None else backdrop.codes.weight[j]
-                behind = backdrop(pixel_uv(pix, d.size, d.size), cache.rotation[j], cache.translation[j], code)
+                behind = backdrop(pixel_uv(pix, d.size, d.size), cache.rotation[j], cache.translation[j])
                 bg = behind[:per]
             out = portrait.render_rays(rays, cache.verts[j], cache.expression[j], cache.pose[j],
                                        field.app.weight[j], key=j, jitter=jit, bg=bg)
@@ -283,8 +281,6 @@ def train(data: PortraitData, out_dir: str | Path, model=None, cfg: PortraitConf
             loss = loss + l * (info.world / len(js))  # gradients are averaged over the ranks
             mse_sum += float(mse.detach()) / len(js)
         loss = loss + tcfg.app_weight * (field.app.weight[js] ** 2).sum(1).mean()
-        if backdrop is not None and backdrop.codes is not None:
-            loss = loss + tcfg.app_weight * (backdrop.codes.weight[js] ** 2).sum(1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(params, info)
