@@ -50,8 +50,9 @@ def motion_gate(frames: np.ndarray, masks: np.ndarray, background: np.ndarray, n
     foreground masks and the (H, W, 3) median background -> (H, W) float32 gate in [0, 1].
 
     Per pixel, the 90th percentile over the frames where it is background (mask < 0.5, masks
-    dilated by 3 px) of its mean absolute colour difference from the median: at most ``noise``
-    (video noise) is static (gate 0), ``moving`` or more is moving (gate 1), linear between.
+    dilated by 2.5 % of the image: 3 px at 128) of its mean absolute colour difference from the
+    median: at most ``noise`` (video noise) is static (gate 0), ``moving`` or more is moving
+    (gate 1), linear between.
     Pixels background in fewer than a ``seen`` fraction of the frames count as moving. The gate
     is then dilated by 4 % of the image and blurred (sigma 1.2 %), so moving edges keep their
     margin and the blend leaves no seam.
@@ -62,7 +63,8 @@ def motion_gate(frames: np.ndarray, masks: np.ndarray, background: np.ndarray, n
         raise ValueError(f"motion_gate: expected frames (N, H, W, 3), masks (N, H, W), background (H, W, 3), got "
                          f"{frames.shape}, {masks.shape}, {background.shape}")
     N, H, W = masks.shape
-    fg = np.stack([ndimage.binary_dilation(m > 0.5, iterations=3) for m in masks])
+    S = max(H, W)
+    fg = np.stack([ndimage.binary_dilation(m > 0.5, iterations=max(1, round(0.025 * S))) for m in masks])
     err = np.abs(frames.astype(np.float32) - background[None].astype(np.float32)).mean(-1)
     err = np.where(fg, np.nan, err)
     visible = (~fg).mean(0)
@@ -71,7 +73,6 @@ def motion_gate(frames: np.ndarray, masks: np.ndarray, background: np.ndarray, n
     if ok.any():
         q[ok] = np.nanpercentile(err[:, ok], 90, axis=0)
     gate = np.where(ok, np.clip((q - noise) / (moving - noise), 0.0, 1.0), 1.0)
-    S = max(H, W)
     gate = ndimage.grey_dilation(gate, size=max(1, round(0.04 * S)) | 1)
     return np.clip(ndimage.gaussian_filter(gate, 0.012 * S), 0.0, 1.0).astype(np.float32)
 
