@@ -52,10 +52,9 @@ def motion_gate(frames: np.ndarray, masks: np.ndarray, background: np.ndarray, n
     Per pixel, the 90th percentile over the frames where it is background (mask < 0.5, masks
     dilated by 2.5 % of the image: 3 px at 128) of its mean absolute colour difference from the
     median: at most ``noise`` (video noise) is static (gate 0), ``moving`` or more is moving
-    (gate 1), linear between.
-    Pixels background in fewer than a ``seen`` fraction of the frames count as moving. The gate
-    is then dilated by 4 % of the image and blurred (sigma 1.2 %), so moving edges keep their
-    margin and the blend leaves no seam.
+    (gate 1), linear between. Pixels background in fewer than a ``seen`` fraction of the frames
+    count as moving. The gate is then dilated by 4 % of the image and blurred (sigma 1.2 %), so
+    moving edges keep their margin and the blend leaves no seam.
     """
     from scipy import ndimage
 

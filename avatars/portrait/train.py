@@ -2,8 +2,8 @@
 
 Loss per step: colour MSE of the rays (composited over the backdrop: the pose-conditioned layer
 of :mod:`avatars.portrait.backdrop`, gated to what moved in the training frames, or the fixed
-background) and of ``backdrop_rays`` pixels
-outside the shell (the backdrop alone, so it learns the torso and background), ``mask_weight``
+background) and of ``backdrop_rays`` pixels outside the shell (the backdrop alone, so it learns
+the torso and background), ``mask_weight``
 times the MSE between accumulated opacity and the foreground mask, ``normal_weight`` times the
 squared distance of the predicted normals from the 3DMM's (the guidance), and a small L2 on the
 appearance codes. Adam with an exponential decay to ``lr * lr_final``.
