@@ -365,7 +365,7 @@ def test_backdrop_image_matches_per_pixel_evaluation():
     from avatars.portrait.backdrop import Backdrop, pixel_uv
 
     g = torch.Generator().manual_seed(1)
-    b = Backdrop(torch.rand(16, 16, 3, generator=g), grid=8)  # its grid coarser than the texture, as in use (32 vs 128)
+    b = Backdrop(torch.rand(16, 16, 3, generator=g))
     with torch.no_grad():
         b.mlp[-1].weight.normal_(0, 0.5, generator=g)
     rot, tr = torch.tensor([0.1, -0.2, 0.0]), torch.tensor([5.0, 2.0, -3.0])

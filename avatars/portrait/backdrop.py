@@ -9,12 +9,8 @@ is looked up through a smooth, pose-dependent flow, plus a pose-dependent colour
 
     backdrop(u, pose) = texture(u + flow(u, pose)) + residual(u, pose),
 
-with ``flow`` and ``residual`` linear in the head pose (relative to the training frames' median
-pose) at each pixel, their coefficients from a small MLP over a coarse 2D feature grid:
-``(flow, residual)(u, pose) = A(u) pose + b(u)``. (An MLP over the features and the pose
-together, the first version, is ``linear=False``; on a validation split of testMovie the linear
-form was 0.34 dB better: a torso sways about linearly with small head motions, and a linear map
-carries to poses between and beyond the trained ones where an MLP's bends need not.) Both start at zero, so an untrained backdrop is
+with ``flow`` and ``residual`` from a small MLP over a coarse 2D feature grid and the head pose
+relative to the training frames' median pose. Both start at zero, so an untrained backdrop is
 the median background exactly. Held-out or re-animated frames give it their tracked (or driven)
 pose; there is no per-frame code, so what it learns has to follow the pose (a per-frame code
 was tried and made held-out torsos worse: docs/performance.md, "Neural portraits").
@@ -89,12 +85,10 @@ class Backdrop(nn.Module):
         max_flow: largest displacement, in uv units (1 = half the frame).
         rotation_scale: radians, ``translation_scale``: mm, of the head pose that count as "1"
         at the MLP's input.
-        linear: flow and residual linear in the pose per pixel (False: an MLP of features and pose).
     """
 
     def __init__(self, background: Tensor, grid: int = 32, channels: int = 16, hidden: int = 64,
-                 max_flow: float = 0.2, rotation_scale: float = 0.2, translation_scale: float = 20.0,
-                 linear: bool = True):
+                 max_flow: float = 0.2, rotation_scale: float = 0.2, translation_scale: float = 20.0):
         super().__init__()
         if background.ndim != 3 or background.shape[-1] != 3:
             raise ValueError(f"background: expected (H, W, 3), got {tuple(background.shape)}")
@@ -102,10 +96,8 @@ class Backdrop(nn.Module):
         self.register_buffer("still", self.texture.detach().clone())  # the fixed image where the gate is 0
         self.register_buffer("gate", torch.ones(1, 1, *background.shape[:2]))  # see set_gate
         self.features = nn.Parameter(0.1 * torch.randn(1, channels, grid, grid))
-        self.linear = bool(linear)
-        n_in, n_out = (channels, 5 * 7) if self.linear else (channels + 6, 5)
-        self.mlp = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, n_out))
+        self.mlp = nn.Sequential(nn.Linear(channels + 6, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 5))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
         self.max_flow = float(max_flow)
@@ -150,9 +142,6 @@ class Backdrop(nn.Module):
         """(R, 2) uv, (6,) normalised pose -> (R, 5): flow logits and colour residual."""
         f = nn.functional.grid_sample(self.features, uv[None, :, None], mode="bilinear", padding_mode="border",
                                       align_corners=False)[0, :, :, 0].t()  # (R, C)
-        if self.linear:  # per pixel a (5, 6) map of the pose plus a (5,) offset
-            m = self.mlp(f).reshape(-1, 5, 7)
-            return m[:, :, :6] @ c.to(f) + m[:, :, 6]
         return self.mlp(torch.cat((f, c.expand(uv.shape[0], 6)), 1))
 
     def _compose(self, uv: Tensor, o: Tensor) -> Tensor:

@@ -44,8 +44,7 @@ class PortraitConfig:
     and appearance code sizes; ``normals``: condition colour on predicted normals (False is the
     ablation of the evaluation); ``backdrop``: behind the head, a pose-conditioned image layer
     (:class:`~avatars.portrait.backdrop.Backdrop`: torso and background) instead of the fixed
-    median background; ``backdrop_linear``: its flow and residual linear in the pose at each pixel
-    (False: the first version's MLP of pose and features).
+    median background.
     """
 
     shell_mm: float = 18.0
@@ -59,7 +58,6 @@ class PortraitConfig:
     app_dim: int = 8
     normals: bool = True
     backdrop: bool = True
-    backdrop_linear: bool = True
 
     def __post_init__(self):
         if self.shell_mm <= 0 or self.inner_mm <= 0:
@@ -215,7 +213,7 @@ class Portrait(nn.Module):
         self.register_buffer("background", background.float().to(dev).clone())
         self.register_buffer("K", K.float().to(dev).clone())
         self.embedding = MeshEmbedding(model.faces, can, k=cfg.k)
-        self.backdrop = Backdrop(self.background, linear=cfg.backdrop_linear) if cfg.backdrop else None
+        self.backdrop = Backdrop(self.background) if cfg.backdrop else None
         pad = cfg.shell_mm + 10.0
         bounds = torch.stack((can.min(0).values - pad, can.max(0).values + pad))
         self.field = PortraitField(cfg, bounds, model.n_expression, n_frames)

@@ -148,8 +148,7 @@ def load_portrait(path: str | Path, model=None) -> Portrait:
     if model.n_identity != ck["identity"].numel():
         raise ValueError(f"{path}: made for a model with {ck['identity'].numel()} identity coefficients, "
                          f"got {model.name!r} with {model.n_identity}")
-    # files from before the backdrop layer, and from before its linear form
-    cfg = PortraitConfig(**{"backdrop": False, "backdrop_linear": False, **ck["config"]})
+    cfg = PortraitConfig(**{"backdrop": False, **ck["config"]})  # files from before the backdrop layer
     p = Portrait(model, ck["identity"], cfg, ck["n_frames"], ck["background"], ck["K"])
     p.field.load_state_dict(ck["field"])
     if p.backdrop is not None:
