@@ -93,7 +93,9 @@ class Backdrop(nn.Module):
         if background.ndim != 3 or background.shape[-1] != 3:
             raise ValueError(f"background: expected (H, W, 3), got {tuple(background.shape)}")
         self.texture = nn.Parameter(background.float().permute(2, 0, 1)[None].clone())  # (1, 3, H, W)
-        self.register_buffer("still", self.texture.detach().clone())  # the fixed image where the gate is 0
+        # The fixed image where the gate is 0: the background it was built from (not saved; the
+        # portrait's file holds that background already).
+        self.register_buffer("still", self.texture.detach().clone(), persistent=False)
         self.register_buffer("gate", torch.ones(1, 1, *background.shape[:2]))  # see set_gate
         self.features = nn.Parameter(0.1 * torch.randn(1, channels, grid, grid))
         self.mlp = nn.Sequential(nn.Linear(channels + 6, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
@@ -125,13 +127,11 @@ class Backdrop(nn.Module):
             self.gate.copy_(gate.float().clamp(0, 1).to(self.gate.device)[None, None])
 
     def load_state_dict(self, state, strict: bool = True, **kw):
-        """As ``nn.Module``'s, but a state from before the gate (no ``gate``/``still``) loads as a
-        gate of ones over its own texture: the layer it was."""
+        """As ``nn.Module``'s, but a state from before the gate (no ``gate``) loads with a gate of
+        ones: the layer it was."""
         state = dict(state)
         if "gate" not in state and "texture" in state:
-            tex = state["texture"]
-            state["gate"] = torch.ones(1, 1, *tex.shape[-2:])
-            state["still"] = tex.detach().clone()
+            state["gate"] = torch.ones(1, 1, *state["texture"].shape[-2:])
         return super().load_state_dict(state, strict=strict, **kw)
 
     def _pose(self, rotation: Tensor, translation: Tensor) -> Tensor:
