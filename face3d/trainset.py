@@ -236,8 +236,9 @@ def make_trainset(model: MorphableModel, out: str | Path, cfg: TrainSetConfig, *
     else:
         atomic_write_text(mpath, json.dumps(want, indent=1) + "\n")
     items = [(i, min(cfg.chunk, cfg.n - i * cfg.chunk), cfg.seed) for i in range(cfg.n_chunks)]
-    skipped = tuple(i for i, _, _ in items if _chunk_path(out, i).is_file())
-    todo = [it for it in items if not _chunk_path(out, it[0]).is_file()]
+    there = {i for i, _, _ in items if _chunk_path(out, i).is_file()}
+    skipped = tuple(sorted(there))
+    todo = [it for it in items if it[0] not in there]
     if limit is not None:
         todo = todo[:max(0, limit)]
     stopped = len(skipped) + len(todo) < len(items)

@@ -14,9 +14,9 @@ STAGES_DEFAULT = ("hog", "hog_upsampled", "hog_padded", "cnn")
 
 
 def register(subparsers) -> None:
+    """Add this module's subcommands to an argparse ``subparsers`` object."""
     from face3d.scale import add_ray_flags
 
-    """Add this module's subcommands to an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
         "reconstruct", help="metric 3D faces from photos (mesh, params, overlay, measurements)",
         description="Reconstruct a metric (mm) 3D face per image: dlib detection + 68 landmarks, learned "
