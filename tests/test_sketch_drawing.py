@@ -82,14 +82,12 @@ def test_ridges_are_convex_and_valleys_concave(builtin_model, mean_layers):
     from face3d.render.primitives import interpolate
     from face3d.render import Renderer
 
-    cfg = dr.LayerConfig()
-    f = dr.drawing_faces(builtin_model)
-    h = dr.mean_curvature(builtin_model.template, f, smooth=cfg.curvature_smooth)  # what stroke_layers used
-    out = Renderer()(builtin_model.template[None], f, cam, antialias=False)
-    hi, _ = interpolate(h[None, :, None], out.rast, f.to(torch.int32))
+    h = dr.mean_curvature(builtin_model.template, builtin_model.faces)
+    out = Renderer()(builtin_model.template[None], dr.drawing_faces(builtin_model), cam, antialias=False)
+    hi, _ = interpolate(h[None, :, None], out.rast, dr.drawing_faces(builtin_model).to(torch.int32))
     assert int(L["ridge"][0].sum()) > 20 and int(L["valley"][0].sum()) > 3
-    assert bool((hi[0, ..., 0][L["ridge"][0]] > cfg.ridge).all())
-    assert bool((hi[0, ..., 0][L["valley"][0]] < cfg.valley).all())
+    assert bool((hi[0, ..., 0][L["ridge"][0]] > 0.07).all())
+    assert bool((hi[0, ..., 0][L["valley"][0]] < -0.06).all())
 
 
 def test_read_drawing_frames_the_head_and_the_camera_matches(builtin_model, mean_layers):
@@ -141,37 +139,3 @@ def test_bad_input_raises(tmp_path):
         dr.read_drawing("no such file.png")
     with pytest.raises(dr.SketchInputError, match="shape"):
         dr.read_drawing(np.zeros((4, 4, 3), np.uint8))
-
-
-def test_wrinkles_beyond_the_linear_model_leave_curvature_strokes(builtin_model):
-    """The detail the fine stage is for has to be in the drawing: 1 mm forehead wrinkles (the
-    smallest the training heads get at full amplitude) add red and green strokes on the
-    forehead, alternating up the brow as the wrinkles do."""
-    from face3d.geometry.normals import vertex_normals
-    from avatars.sketch.heads import HeadConfig, detail_field
-
-    m = builtin_model
-    v = m.template[None]
-    cfg = HeadConfig(bumps=0, wrinkle_mm=1.0, detail_p=1.0)
-    g = torch.Generator().manual_seed(0)
-    d = detail_field(m, v, cfg, g)
-    d = d / d.abs().max() * 1.0  # exactly 1 mm peak
-    wrinkled = v + d[..., None] * vertex_normals(v, m.faces)
-    cam = dr.drawing_camera(m, size=dr.RENDER_SIZE)
-    f = dr.drawing_faces(m)
-    band = torch.zeros(m.n_vertices, dtype=torch.bool)
-    band[d[0].abs() > 0.3] = True
-    # Pixels showing the wrinkled band (rendered vertex mask).
-    from face3d.render import Renderer
-    from face3d.render.primitives import interpolate
-
-    out = Renderer()(v, f, cam, antialias=False)
-    on_band, _ = interpolate(band.float()[None, :, None], out.rast, f.to(torch.int32))
-    on_band = on_band[0, ..., 0] > 0.5
-    plain, wr = (dr.stroke_layers(x, f, cam) for x in (v, wrinkled))
-    count = lambda L, k: int((L[k][0] & on_band).sum())  # noqa: E731
-    for k in ("ridge", "valley"):
-        assert count(wr, k) >= count(plain, k) + 40, (k, count(plain, k), count(wr, k))
-    # Ridges and valleys alternate with height: each kind covers more than one row band.
-    rows = lambda L, k: torch.nonzero(L[k][0] & on_band)[:, 0]  # noqa: E731
-    assert float(rows(wr, "ridge").float().std()) > 3 and float(rows(wr, "valley").float().std()) > 3

@@ -121,11 +121,8 @@ class LayerConfig:
     depth_jump_mm: float = 8.0
     grazing_cos: float = 0.12  # |n·v| below this is the turning-away band of a contour
     crease_jump: float = 0.9  # |n1 - n2| between neighbouring pixels (0.9 ≈ 53°)
-    ridge: float = 0.05  # mean curvature, 1/mm
-    valley: float = -0.04
-    # Rounds of neighbour averaging of the curvature (:func:`mean_curvature`). At 6 rounds and
-    # 0.07 / -0.06 a 1 mm forehead wrinkle left no stroke at all.
-    curvature_smooth: int = 1
+    ridge: float = 0.07  # mean curvature, 1/mm
+    valley: float = -0.06
 
 
 def stroke_layers(vertices: Tensor, faces: Tensor, camera, labels: Tensor | None = None,
@@ -137,8 +134,7 @@ def stroke_layers(vertices: Tensor, faces: Tensor, camera, labels: Tensor | None
         camera: a :class:`face3d.render.Camera` (batch 1 or B).
         labels: optional (V,) int part label per vertex (0 = plain skin); borders between labels
             become feature lines.
-        curvature: optional (B, V) mean curvature (1/mm), default :func:`mean_curvature` with
-            ``cfg.curvature_smooth`` rounds.
+        curvature: optional (B, V) mean curvature (1/mm), default :func:`mean_curvature`.
     Returns:
         ``{name: (B, H, W) bool}`` for every name in :data:`LAYERS`, plus ``"mask"`` (coverage),
         ``"depth"`` (B, H, W) mm and ``"normals"`` (B, H, W, 3) camera frame.
@@ -149,7 +145,7 @@ def stroke_layers(vertices: Tensor, faces: Tensor, camera, labels: Tensor | None
         raise ValueError(f"vertices: expected shape (B, V, 3) mm, got {tuple(vertices.shape)}")
     B = vertices.shape[0]
     if curvature is None:
-        curvature = mean_curvature(vertices, faces, smooth=cfg.curvature_smooth)
+        curvature = mean_curvature(vertices, faces)
     attrs = [curvature[..., None]]
     if labels is not None:
         attrs.append(F.one_hot(labels.long(), int(labels.max()) + 1).float()[None].expand(B, -1, -1))

@@ -40,7 +40,6 @@ class TrainConfig:
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     style: dr.StyleConfig = field(default_factory=dr.StyleConfig)
-    layers: dr.LayerConfig = field(default_factory=dr.LayerConfig)
 
 
 @dataclass
@@ -57,23 +56,21 @@ class Drawings:
     vertices: Tensor
 
 
-def _drawing_setup(model, styles: int, head_cfg: HeadConfig, style_cfg: dr.StyleConfig, threads: int | None = None,
-                   layer_cfg: dr.LayerConfig = dr.LayerConfig()):
+def _drawing_setup(model, styles: int, head_cfg: HeadConfig, style_cfg: dr.StyleConfig, threads: int | None = None):
     """A worker's context for :func:`_drawing_chunk` (built once per worker)."""
     if threads is not None:
         torch.set_num_threads(threads)
-    return (model, styles, head_cfg, style_cfg, layer_cfg, dr.drawing_camera(model), dr.drawing_faces(model),
+    return (model, styles, head_cfg, style_cfg, dr.drawing_camera(model), dr.drawing_faces(model),
             dr.model_labels(model))
 
 
 def _drawing_chunk(ctx, item: tuple[int, int, int, int, int]) -> dict:
     """Chunk ``(chunk, start, b, seed, style_seed)``: ``b`` heads from ``start``, their drawings."""
-    model, styles, head_cfg, style_cfg, layer_cfg, cam, faces, labels = ctx
+    model, styles, head_cfg, style_cfg, cam, faces, labels = ctx
     chunk, start, b, seed, style_seed = item
     gen, sgen = chunk_generator(seed, chunk), chunk_generator(style_seed, chunk)
     h = sample_heads(model, b, gen, head_cfg)
-    curv = dr.mean_curvature(h.vertices, model.faces, smooth=layer_cfg.curvature_smooth)  # on the whole head: no border effects
-    layers = dr.stroke_layers(h.vertices, faces, cam, labels=labels, curvature=curv, cfg=layer_cfg)
+    layers = dr.stroke_layers(h.vertices, faces, cam, labels=labels, curvature=dr.mean_curvature(h.vertices, model.faces))
     inks, heads = [], []
     for _ in range(styles):
         img = dr.stylize(layers, sgen, style_cfg)
@@ -88,7 +85,7 @@ def _drawing_chunk(ctx, item: tuple[int, int, int, int, int]) -> dict:
 def make_drawings(model, n_heads: int, styles: int, seed: int, style_seed: int,
                   head_cfg: HeadConfig = HeadConfig(), style_cfg: dr.StyleConfig = dr.StyleConfig(),
                   batch: int = 16, log=print, ray: str | None = None, workers: int | None = None,
-                  dist=None, layer_cfg: dr.LayerConfig = dr.LayerConfig()) -> Drawings:
+                  dist=None) -> Drawings:
     """``n_heads`` random heads, ``styles`` drawings each (see the module docstring).
 
     The heads are drawn in chunks of ``batch``, each from its own seeds (:func:`chunk_generator`),
@@ -101,7 +98,7 @@ def make_drawings(model, n_heads: int, styles: int, seed: int, style_seed: int,
     from face3d.scale import map_shared
 
     items = [(c, start, min(batch, n_heads - start), seed, style_seed) for c, start in enumerate(range(0, n_heads, batch))]
-    setup_args = (model, styles, head_cfg, style_cfg, 1 if ray is not None else None, layer_cfg)
+    setup_args = (model, styles, head_cfg, style_cfg, 1 if ray is not None else None)
     t0 = time.time()
     parts = map_shared(_drawing_chunk, items, _drawing_setup, setup_args, ray=ray, workers=workers,
                        progress=log is not None, desc="drawings", unit="chunk", dist=dist)
@@ -304,13 +301,13 @@ def train(model, cfg: TrainConfig = TrainConfig(), log=print, ray: str | None = 
     t0 = time.time()
     log = log if info.is_main else None
     data = make_drawings(model, cfg.heads, cfg.styles, cfg.seed, cfg.seed + 100, cfg.head, cfg.style, log=log,
-                         ray=ray, workers=workers, dist=info, layer_cfg=cfg.layers)
+                         ray=ray, workers=workers, dist=info)
     history: dict = {"coarse": [], "fine": []}
     coarse = train_coarse(model, data, cfg, log=log, dist=info, history=history["coarse"])
     # The fine stage learns on heads the coarse stage never saw: on its own training drawings the
     # coarse error is far smaller than on new ones, and the fine stage must learn to fix the latter.
     fdata = make_drawings(model, cfg.fine_heads, 1, cfg.seed + 200, cfg.seed + 300, cfg.head, cfg.style, log=log,
-                          ray=ray, workers=workers, dist=info, layer_cfg=cfg.layers)
+                          ray=ray, workers=workers, dist=info)
     x, y, m = fine_examples(model, coarse, fdata, cfg.fine_heads, log=log, dist=info)
     fine = train_fine(x, y, m, cfg, log=log, dist=info, history=history["fine"])
     secs = time.time() - t0
