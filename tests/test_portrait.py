@@ -427,3 +427,33 @@ def test_gated_backdrop_keeps_the_still_image_where_nothing_moved():
     c.load_state_dict(old)
     assert torch.equal(c.gate, torch.ones(1, 1, 16, 16)) and torch.equal(c.still, c.texture.detach())
 
+
+
+def test_front_to_back_rendering_matches_all_samples_within_its_threshold(model):
+    """render_rays_front_to_back (the fast path's second pass) gives render_rays' colours when it
+    skips nothing, and otherwise differs by at most the transmittance it stops at."""
+    torch.manual_seed(0)
+    data = _clip(model, T=2)
+    p = _portrait(model, data)
+    with torch.no_grad():  # a field with some structure: untrained weights perturbed
+        for q in p.field.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+    cam = data.camera()
+    prm = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in data.params(0).items()}
+    v = p.posed(prm["expression"][None], prm["jaw"][None], prm["rotation"][None], prm["translation"][None])
+    mask, near, far = (x[0].reshape(-1) for x in p.shell_intervals(v, cam))
+    pix = mask.nonzero()[:, 0]
+    o, d = pixel_rays(cam.K[0].float(), cam.R[0].float(), cam.t[0].float(), data.size, data.size, pix)
+    rays = RayBatch(pix, o, d, near[pix], far[pix])
+    pose = p.pose_vector(prm["rotation"], prm["jaw"])
+    app = p.field.app.weight.mean(0)
+    bg = torch.rand(len(pix), 3)
+    with torch.no_grad():
+        ref = p.render_rays(rays, v[0], prm["expression"], pose, app, bg=bg)
+    assert 0.2 < float(ref["alpha"].mean()) and float(ref["alpha"].max()) > 0.999  # some rays are opaque
+    for t in (0.0, 1e-4, 0.05):
+        out = p.render_rays_front_to_back(rays, v[0], prm["expression"], pose, app, bg=bg, min_transmittance=t)
+        diff = (out["rgb"] - ref["rgb"]).abs().max()
+        assert float(diff) <= t + 2e-6, (t, float(diff))
+        assert float((out["alpha"] - ref["alpha"]).abs().max()) <= t + 2e-6
+    assert float(diff) > 1e-4  # at 0.05 it did stop rays early

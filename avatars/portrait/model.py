@@ -338,6 +338,61 @@ class Portrait(nn.Module):
                 "z_lo": z.gather(1, lo[:, None])[:, 0], "z_hi": z.gather(1, hi[:, None])[:, 0],
                 "normal_loss": (w * nerr).sum() / w.sum().clamp_min(1e-6)}
 
+    @torch.no_grad()
+    def render_rays_front_to_back(self, rays: RayBatch, vertices: Tensor, expression: Tensor, pose: Tensor,
+                                  app: Tensor, key=None, samples: int | None = None, bg: Tensor | None = None,
+                                  min_transmittance: float = 1e-4) -> dict[str, Tensor]:
+        """:meth:`render_rays` (no gradients, samples at the middle of their strata) one sample at
+        a time from the front, each ray dropped once its transmittance is below
+        ``min_transmittance``: what it skips would add at most that much to any colour channel
+        (``min_transmittance=0`` skips nothing and gives :meth:`render_rays`' result). Returns the
+        same keys; ``normal_loss`` is 0.
+        """
+        S = samples or self.cfg.samples
+        Rn = rays.pix.shape[0]
+        dev = rays.origin.device
+        t = (torch.arange(S, device=dev, dtype=torch.float32) + 0.5) / S
+        z = rays.near[:, None] + t * (rays.far - rays.near)[:, None]  # (R, S): sample_shell's, unjittered
+        step = torch.diff(z, dim=1, append=z[:, -1:] + (z[:, -1:] - z[:, -2:-1]))
+        delta = step * rays.dirs.norm(dim=-1, keepdim=True)
+        dirs = nn.functional.normalize(rays.dirs, dim=-1)
+        faces = self.model.faces.to(dev).long()
+        w = torch.zeros(Rn, S, device=dev)
+        col = torch.zeros(Rn, 3, device=dev)
+        nrm = torch.zeros(Rn, 3, device=dev)
+        T = torch.ones(Rn, device=dev)
+        for j in range(S):
+            act = (T > min_transmittance).nonzero()[:, 0]
+            if act.numel() == 0:
+                break
+            pts = rays.origin[act] + z[act, j, None] * rays.dirs[act]
+            xc, emb, Rot = self.embedding.map(pts, vertices, key)
+            idx = (emb.distance <= self.cfg.shell_mm).nonzero()[:, 0]
+            if idx.numel() == 0:
+                continue
+            M = idx.numel()
+            tri = faces[emb.triangle[idx]]
+            n_mesh = nn.functional.normalize((self.canonical_normals[tri] * emb.bary[idx, :, None]).sum(1), dim=-1, eps=1e-9)
+            r = act[idx]
+            s_, c_, _, nw_ = self.field(xc[idx], emb.height[idx], n_mesh, Rot[idx], dirs[r],
+                                        expression.float().reshape(1, -1).expand(M, -1),
+                                        pose.float().reshape(1, -1).expand(M, -1), app.reshape(1, -1).expand(M, -1))
+            a = 1 - torch.exp(-s_ * delta[r, j])
+            wj = T[r] * a
+            w[r, j] = wj
+            col[r] += wj[:, None] * c_
+            nrm[r] += wj[:, None] * nw_
+            T[r] = T[r] * (1 - a + 1e-10)
+        acc = w.sum(1)
+        if bg is None:
+            bg = self.background.reshape(-1, 3)[rays.pix]
+        cw = torch.cumsum(w, 1)
+        lo = (cw < 0.005 * acc[:, None]).sum(1).clamp_max(S - 1)
+        hi = (cw < 0.995 * acc[:, None]).sum(1).clamp_max(S - 1)
+        return {"rgb": col + (1 - acc)[:, None] * bg, "alpha": acc, "normal": nrm, "depth": (w * z).sum(1),
+                "z_lo": z.gather(1, lo[:, None])[:, 0], "z_hi": z.gather(1, hi[:, None])[:, 0],
+                "normal_loss": torch.zeros((), device=dev)}
+
     def pose_vector(self, rotation: Tensor, jaw: Tensor) -> Tensor:
         return torch.cat((rotation.float().reshape(-1), jaw.float().reshape(-1)))
 
@@ -353,7 +408,7 @@ class Portrait(nn.Module):
     def render_frame(self, expression: Tensor, jaw: Tensor, rotation: Tensor, translation: Tensor, camera,
                      app: Tensor | None = None, chunk: int | None = None, samples: int | None = None,
                      background: Tensor | None = None, neck: Tensor | None = None, proxy: int | None = None,
-                     fine_samples: int = 6) -> dict[str, Tensor]:
+                     fine_samples: int = 6, min_transmittance: float = 1e-4) -> dict[str, Tensor]:
         """Render one full frame: ``rgb`` (H, W, 3), ``alpha`` (H, W), ``normal`` (H, W, 3), and
         ``z_lo``/``z_hi`` (H, W): the depth range holding 99 % of each ray's opacity.
 
@@ -368,6 +423,9 @@ class Portrait(nn.Module):
             proxy: fast path: first render at ``proxy`` px (longer side) with all samples, then
             at full size only the rays whose 3x3 proxy neighbourhood has opacity, with
             ``fine_samples`` samples in the depth range the proxy found (plus a 2 mm margin).
+            That second pass goes front to back and stops each ray once less than
+            ``min_transmittance`` of the background shows through
+            (:meth:`render_rays_front_to_back`; None: every sample of every ray).
             None renders every shell ray with every sample (exact; used by the evaluation).
         """
         H, W = camera.height, camera.width
@@ -386,11 +444,12 @@ class Portrait(nn.Module):
         self.embedding.forget("render")  # this frame's tree is built once, for the proxy and the full pass
         try:
             return self._render_frame(verts, camera, expression, jaw, rotation, app, chunk, samples, bg, proxy,
-                                      fine_samples)
+                                      fine_samples, min_transmittance)
         finally:
             self.embedding.forget("render")
 
-    def _render_frame(self, verts, camera, expression, jaw, rotation, app, chunk, samples, bg, proxy, fine_samples):
+    def _render_frame(self, verts, camera, expression, jaw, rotation, app, chunk, samples, bg, proxy, fine_samples,
+                      min_transmittance=1e-4):
         H, W = camera.height, camera.width
         if proxy is not None and proxy < max(H, W):
             pw, ph = max(1, round(W * proxy / max(H, W))), max(1, round(H * proxy / max(H, W)))
@@ -410,10 +469,11 @@ class Portrait(nn.Module):
             near = (zlo[iy][:, ix] - 2.0).reshape(-1)
             far = torch.maximum((zhi[iy][:, ix] + 2.0).reshape(-1), near + 1.0)
             return self._render(verts, camera, expression, jaw, rotation, app, chunk, fine_samples, bg,
-                                intervals=(keep, near, far))
+                                intervals=(keep, near, far), min_transmittance=min_transmittance)
         return self._render(verts, camera, expression, jaw, rotation, app, chunk, samples, bg)
 
-    def _render(self, verts, camera, expression, jaw, rotation, app, chunk, samples, bg, intervals=None):
+    def _render(self, verts, camera, expression, jaw, rotation, app, chunk, samples, bg, intervals=None,
+                min_transmittance=None):
         H, W = camera.height, camera.width
         if bg is None:
             bg = self._background_at(H, W)
@@ -434,11 +494,19 @@ class Portrait(nn.Module):
         pose = self.pose_vector(rotation, jaw)
         K, Rwc, twc = camera.K[0].float(), camera.R[0].float(), camera.t[0].float()
         behind = bg.reshape(-1, 3)
+        if min_transmittance is not None:
+            # Front to back, a batch holds one sample per ray at a time: as many points per batch
+            # with S times the rays, and the fewer, larger batches are what makes it pay.
+            chunk = chunk * (samples or self.cfg.samples)
         for s in range(0, pix.numel(), chunk):
             p = pix[s:s + chunk]
             o, d = pixel_rays(K, Rwc, twc, H, W, p)
-            r = self.render_rays(RayBatch(p, o, d, near[p], far[p]), verts[0], expression, pose, app, key="render",
-                                 samples=samples, bg=behind[p])
+            rays = RayBatch(p, o, d, near[p], far[p])
+            if min_transmittance is None:
+                r = self.render_rays(rays, verts[0], expression, pose, app, key="render", samples=samples, bg=behind[p])
+            else:
+                r = self.render_rays_front_to_back(rays, verts[0], expression, pose, app, key="render", samples=samples,
+                                                   bg=behind[p], min_transmittance=min_transmittance)
             rgb[p], alpha[p], normal[p], z_lo[p], z_hi[p] = r["rgb"], r["alpha"], r["normal"], r["z_lo"], r["z_hi"]
         return {"rgb": rgb.reshape(H, W, 3).clamp(0, 1), "alpha": alpha.reshape(H, W), "normal": normal.reshape(H, W, 3),
                 "z_lo": z_lo.reshape(H, W), "z_hi": z_hi.reshape(H, W)}
