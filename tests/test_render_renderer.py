@@ -87,7 +87,7 @@ def test_near_plane_clipping():
     out = Renderer()(verts, faces, cam, antialias=True)
     m = out.triangle_id >= 0
     assert torch.isfinite(out.rgb).all() and torch.isfinite(out.depth).all()
-    assert float(out.depth[m].min()) >= near - 1e-3
+    assert float(out.depth.detach()[m].min()) >= near - 1e-3
     # Reference: the pixel ray (x, y, 1) hits the plane Y = 100 at Z = 100 / y; covered iff
     # y > 0, near <= Z, and the hit point lies inside the triangle.
     c = np.arange(64, dtype=np.float64)
