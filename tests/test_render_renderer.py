@@ -205,7 +205,7 @@ def test_inverse_rendering_recovers_head_pose():
     t = (t_true + torch.tensor([[12.0, 10.0, -25.0]])).requires_grad_(True)
     opt = torch.optim.Adam([{"params": [aa], "lr": 0.02}, {"params": [t], "lr": 2.0}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 80)
-    err0 = float(rotation_angle_deg(axis_angle_to_matrix(aa), axis_angle_to_matrix(aa_true)))
+    err0 = float(rotation_angle_deg(axis_angle_to_matrix(aa.detach()), axis_angle_to_matrix(aa_true)))
     for _ in range(80):
         opt.zero_grad()
         loss = ((render(aa, t) - target) ** 2).mean()
