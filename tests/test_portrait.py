@@ -428,7 +428,6 @@ def test_gated_backdrop_keeps_the_still_image_where_nothing_moved():
     assert torch.equal(c.gate, torch.ones(1, 1, 16, 16)) and torch.equal(c.still, c.texture.detach())
 
 
-
 def test_front_to_back_rendering_matches_all_samples_within_its_threshold(model):
     """render_rays_front_to_back (the fast path's second pass) gives render_rays' colours when it
     skips nothing, and otherwise differs by at most the transmittance it stops at."""

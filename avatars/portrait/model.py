@@ -163,6 +163,20 @@ class PortraitField(nn.Module):
         return sigma, rgb, n_c, n_w
 
 
+def _strata(rays: "RayBatch", S: int, off) -> Tensor:
+    """(R, S) camera depths of ``S`` samples per ray, one per equal stratum of [near, far] at
+    offset ``off`` (a float or (R, S), in [0, 1)) within it."""
+    t = (torch.arange(S, device=rays.origin.device, dtype=torch.float32) + off) / S
+    return rays.near[:, None] + t * (rays.far - rays.near)[:, None]
+
+
+def _deltas(z: Tensor, rays: "RayBatch") -> Tensor:
+    """(R, S) path length (mm) each sample at depths ``z`` stands for (the last repeats the one
+    before it)."""
+    step = torch.diff(z, dim=1, append=z[:, -1:] + (z[:, -1:] - z[:, -2:-1]))
+    return step * rays.dirs.norm(dim=-1, keepdim=True)
+
+
 @dataclass
 class RayBatch:
     """Rays of one frame: ``pix`` (R,) flat pixel indices, ``origin``/``dirs`` (R, 3) world
@@ -270,15 +284,13 @@ class Portrait(nn.Module):
         S = samples or self.cfg.samples
         Rn = rays.pix.shape[0]
         dev = rays.origin.device
-        t = torch.arange(S, device=dev, dtype=torch.float32)
         if isinstance(jitter, Tensor):
             if jitter.shape != (Rn, S):
                 raise ValueError(f"jitter: expected ({Rn}, {S}) offsets in [0, 1), got {tuple(jitter.shape)}")
             off = jitter.to(dev)
         else:
             off = torch.rand(Rn, S, device=dev) if jitter else 0.5
-        t = (t + off) / S  # (R, S)
-        z = rays.near[:, None] + t * (rays.far - rays.near)[:, None]
+        z = _strata(rays, S, off)
         pts = (rays.origin[:, None] + z[..., None] * rays.dirs[:, None]).reshape(-1, 3)
         xc, emb, Rot = self.embedding.map(pts, vertices, key)
         return {"z": z, "points": pts, "canonical": xc, "embedded": emb, "rotation": Rot,
@@ -303,40 +315,51 @@ class Portrait(nn.Module):
         z, xc, emb, Rot, valid = sh["z"], sh["canonical"], sh["embedded"], sh["rotation"], sh["valid"]
         Rn, S = z.shape
         dev = z.device
-        tri = self.model.faces.to(dev).long()[emb.triangle]
-        n_mesh = nn.functional.normalize((self.canonical_normals[tri] * emb.bary[..., None]).sum(1), dim=-1, eps=1e-9)
         view = nn.functional.normalize(rays.dirs, dim=-1)[:, None].expand(Rn, S, 3).reshape(-1, 3)
         idx = valid.nonzero()[:, 0]
-        M = idx.numel()
         sigma = torch.zeros(Rn * S, device=dev)
         rgb = torch.zeros(Rn * S, 3, device=dev)
         nw = torch.zeros(Rn * S, 3, device=dev)
         nerr = torch.zeros(Rn * S, device=dev)
-        if M:
-            s_, c_, nc_, nw_ = self.field(xc[idx], emb.height[idx], n_mesh[idx], Rot[idx], view[idx],
-                                          expression.float().reshape(1, -1).expand(M, -1),
-                                          pose.float().reshape(1, -1).expand(M, -1),
-                                          app.reshape(1, -1).expand(M, -1))
+        if idx.numel():
+            s_, c_, nerr_, nw_ = self._shade(xc, emb, Rot, idx, view[idx], expression, pose, app)
             sigma = sigma.index_put((idx,), s_)
             rgb = rgb.index_put((idx,), c_)
             nw = nw.index_put((idx,), nw_)
-            nerr = nerr.index_put((idx,), ((nc_ - n_mesh[idx]) ** 2).sum(-1))
+            nerr = nerr.index_put((idx,), nerr_)
         sigma, rgb, nw, nerr = sigma.reshape(Rn, S), rgb.reshape(Rn, S, 3), nw.reshape(Rn, S, 3), nerr.reshape(Rn, S)
-        step = torch.diff(z, dim=1, append=z[:, -1:] + (z[:, -1:] - z[:, -2:-1]))
-        delta = step * rays.dirs.norm(dim=-1, keepdim=True)
-        alpha = 1 - torch.exp(-sigma * delta)
+        alpha = 1 - torch.exp(-sigma * _deltas(z, rays))
         trans = torch.cumprod(torch.cat((torch.ones(Rn, 1, device=dev), 1 - alpha[:, :-1] + 1e-10), 1), 1)
         w = alpha * trans
+        out = self._composite(rays, z, w, (w[..., None] * rgb).sum(1), (w[..., None] * nw).sum(1), bg)
+        out["normal_loss"] = (w * nerr).sum() / w.sum().clamp_min(1e-6)
+        return out
+
+    def _shade(self, xc: Tensor, emb, Rot: Tensor, idx: Tensor, view: Tensor, expression: Tensor, pose: Tensor,
+               app: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The field at the samples ``idx`` of a :meth:`sample_shell`-style mapping (``view`` (M, 3)
+        already selected): ``(sigma, rgb, squared distance of the predicted canonical normal from
+        the 3DMM's, world normal)``, M rows each."""
+        M = idx.numel()
+        tri = self.model.faces.to(xc.device).long()[emb.triangle[idx]]
+        n_mesh = nn.functional.normalize((self.canonical_normals[tri] * emb.bary[idx, :, None]).sum(1), dim=-1, eps=1e-9)
+        s_, c_, nc_, nw_ = self.field(xc[idx], emb.height[idx], n_mesh, Rot[idx], view,
+                                      expression.float().reshape(1, -1).expand(M, -1),
+                                      pose.float().reshape(1, -1).expand(M, -1), app.reshape(1, -1).expand(M, -1))
+        return s_, c_, ((nc_ - n_mesh) ** 2).sum(-1), nw_
+
+    def _composite(self, rays: RayBatch, z: Tensor, w: Tensor, col: Tensor, nrm: Tensor, bg: Tensor | None) -> dict:
+        """Outputs of :meth:`render_rays` from the sample weights ``w`` (R, S) at depths ``z`` and
+        the weighted colour and normal sums ``col``, ``nrm`` (R, 3)."""
+        S = z.shape[1]
         acc = w.sum(1)
         if bg is None:
             bg = self.background.reshape(-1, 3)[rays.pix]
-        out_rgb = (w[..., None] * rgb).sum(1) + (1 - acc)[:, None] * bg
         cw = torch.cumsum(w, 1)
         lo = (cw < 0.005 * acc[:, None]).sum(1).clamp_max(S - 1)
         hi = (cw < 0.995 * acc[:, None]).sum(1).clamp_max(S - 1)
-        return {"rgb": out_rgb, "alpha": acc, "normal": (w[..., None] * nw).sum(1), "depth": (w * z).sum(1),
-                "z_lo": z.gather(1, lo[:, None])[:, 0], "z_hi": z.gather(1, hi[:, None])[:, 0],
-                "normal_loss": (w * nerr).sum() / w.sum().clamp_min(1e-6)}
+        return {"rgb": col + (1 - acc)[:, None] * bg, "alpha": acc, "normal": nrm, "depth": (w * z).sum(1),
+                "z_lo": z.gather(1, lo[:, None])[:, 0], "z_hi": z.gather(1, hi[:, None])[:, 0]}
 
     @torch.no_grad()
     def render_rays_front_to_back(self, rays: RayBatch, vertices: Tensor, expression: Tensor, pose: Tensor,
@@ -351,12 +374,9 @@ class Portrait(nn.Module):
         S = samples or self.cfg.samples
         Rn = rays.pix.shape[0]
         dev = rays.origin.device
-        t = (torch.arange(S, device=dev, dtype=torch.float32) + 0.5) / S
-        z = rays.near[:, None] + t * (rays.far - rays.near)[:, None]  # (R, S): sample_shell's, unjittered
-        step = torch.diff(z, dim=1, append=z[:, -1:] + (z[:, -1:] - z[:, -2:-1]))
-        delta = step * rays.dirs.norm(dim=-1, keepdim=True)
+        z = _strata(rays, S, 0.5)  # sample_shell's, unjittered
+        delta = _deltas(z, rays)
         dirs = nn.functional.normalize(rays.dirs, dim=-1)
-        faces = self.model.faces.to(dev).long()
         w = torch.zeros(Rn, S, device=dev)
         col = torch.zeros(Rn, 3, device=dev)
         nrm = torch.zeros(Rn, 3, device=dev)
@@ -370,28 +390,17 @@ class Portrait(nn.Module):
             idx = (emb.distance <= self.cfg.shell_mm).nonzero()[:, 0]
             if idx.numel() == 0:
                 continue
-            M = idx.numel()
-            tri = faces[emb.triangle[idx]]
-            n_mesh = nn.functional.normalize((self.canonical_normals[tri] * emb.bary[idx, :, None]).sum(1), dim=-1, eps=1e-9)
             r = act[idx]
-            s_, c_, _, nw_ = self.field(xc[idx], emb.height[idx], n_mesh, Rot[idx], dirs[r],
-                                        expression.float().reshape(1, -1).expand(M, -1),
-                                        pose.float().reshape(1, -1).expand(M, -1), app.reshape(1, -1).expand(M, -1))
+            s_, c_, _, nw_ = self._shade(xc, emb, Rot, idx, dirs[r], expression, pose, app)
             a = 1 - torch.exp(-s_ * delta[r, j])
             wj = T[r] * a
             w[r, j] = wj
             col[r] += wj[:, None] * c_
             nrm[r] += wj[:, None] * nw_
             T[r] = T[r] * (1 - a + 1e-10)
-        acc = w.sum(1)
-        if bg is None:
-            bg = self.background.reshape(-1, 3)[rays.pix]
-        cw = torch.cumsum(w, 1)
-        lo = (cw < 0.005 * acc[:, None]).sum(1).clamp_max(S - 1)
-        hi = (cw < 0.995 * acc[:, None]).sum(1).clamp_max(S - 1)
-        return {"rgb": col + (1 - acc)[:, None] * bg, "alpha": acc, "normal": nrm, "depth": (w * z).sum(1),
-                "z_lo": z.gather(1, lo[:, None])[:, 0], "z_hi": z.gather(1, hi[:, None])[:, 0],
-                "normal_loss": torch.zeros((), device=dev)}
+        out = self._composite(rays, z, w, col, nrm, bg)
+        out["normal_loss"] = torch.zeros((), device=dev)
+        return out
 
     def pose_vector(self, rotation: Tensor, jaw: Tensor) -> Tensor:
         return torch.cat((rotation.float().reshape(-1), jaw.float().reshape(-1)))
@@ -449,7 +458,7 @@ class Portrait(nn.Module):
             self.embedding.forget("render")
 
     def _render_frame(self, verts, camera, expression, jaw, rotation, app, chunk, samples, bg, proxy, fine_samples,
-                      min_transmittance=1e-4):
+                      min_transmittance):
         H, W = camera.height, camera.width
         if proxy is not None and proxy < max(H, W):
             pw, ph = max(1, round(W * proxy / max(H, W))), max(1, round(H * proxy / max(H, W)))
