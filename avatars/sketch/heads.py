@@ -1,5 +1,6 @@
 """Random heads to draw: a model's identities, expressions and poses, plus detail no linear model
-holds (smooth bumps, exaggerated features, wrinkles) so the fine stage has something to recover.
+holds (smooth bumps, exaggerated features, wrinkles) so the fine stage has something to recover,
+and the procedural character head's face carried onto the model (:mod:`.character`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class HeadConfig:
     bump_mm: float = 3.0  # their amplitude (up to)
     bump_radius_mm: tuple[float, float] = (10.0, 30.0)
     wrinkle_mm: float = 1.0  # forehead wrinkle amplitude (up to)
+    character_p: float = 0.15  # probability that a head's face is the character head's (random identity), where the model allows
 
 
 @dataclass(frozen=True)
@@ -104,4 +106,31 @@ def sample_heads(model, n: int, seed: int | torch.Generator = 0, cfg: HeadConfig
         if detail:
             d = detail_field(model, lin, cfg, gen)
             verts = lin + d[..., None] * vertex_normals(lin, model.faces)
+        # Drawn after the model's own heads, so those are the same with or without characters.
+        ident, ex, lin, verts = _characters(model, n, gen, cfg, ident, ex, neck, lin, verts, detail)
     return Heads(ident, ex, neck, verts, lin)
+
+
+def _characters(model, n, gen, cfg, ident, ex, neck, lin, verts, detail):
+    """Replace a random ``cfg.character_p`` share of the heads by character heads (their linear
+    part fitted to the character's face, the rest of it posed with the head as detail)."""
+    from face3d.geometry.rotations import axis_angle_to_matrix
+
+    from avatars.sketch.character import _character, character_faces, transfer_for
+
+    if cfg.character_p <= 0:
+        return ident, ex, lin, verts
+    tr = transfer_for(model)
+    if tr is None:
+        return ident, ex, lin, verts
+    pick = torch.rand(n, generator=gen) < cfg.character_p
+    cid = torch.randn(n, _character().n_identity, generator=gen) * cfg.identity_sigma
+    if not bool(pick.any()):
+        return ident, ex, lin, verts
+    i, e, off = character_faces(model, tr, cid[pick], ex[pick])
+    ident, ex, lin, verts = ident.clone(), ex.clone(), lin.clone(), verts.clone()
+    ident[pick], ex[pick] = i, e
+    lin[pick] = model(identity=i, expression=e, neck=neck[pick]).vertices
+    R = axis_angle_to_matrix(neck[pick])  # the face turns with the head about the neck joint
+    verts[pick] = lin[pick] + (off @ R.transpose(1, 2) if detail else 0)
+    return ident, ex, lin, verts
