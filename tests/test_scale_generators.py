@@ -35,7 +35,7 @@ def test_sketch_drawings_on_ray_are_the_single_process_ones(builtin_model, ray_l
     args = (builtin_model, 10, 2, 7, 8)
     single = make_drawings(*args, batch=4, log=None)
     ray = make_drawings(*args, batch=4, log=None, ray="local")
-    for k in ("ink", "head", "identity", "expression", "neck", "vertices"):
+    for k in ("ink", "head", "identity", "expression", "neck", "vertices", "character"):
         a, b = getattr(single, k), getattr(ray, k)
         assert a.dtype == b.dtype and torch.equal(a, b), k
     assert single.ink.shape == (20, 3, 128, 128)

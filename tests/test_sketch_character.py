@@ -71,6 +71,7 @@ def test_character_heads_replace_some_heads_and_leave_the_others(builtin_model):
     mixed = sample_heads(builtin_model, 8, 11, cfg)
     same = (plain.vertices == mixed.vertices).flatten(1).all(1)
     assert 0 < int(same.sum()) < 8
+    assert torch.equal(mixed.character, ~same) and not bool(plain.character.any())
     assert torch.equal(plain.identity[same], mixed.identity[same])
     # the replaced heads' linear part is the model at their coefficients and pose
     k = torch.nonzero(~same)[:, 0]

@@ -61,7 +61,9 @@ def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log
     """Mean head vs coarse vs coarse + fine on ``n`` held-out drawings.
 
     Returns ``{"mean_head"|"coarse"|"fine": SurfaceMetrics, "seconds_per_drawing": float,
-    "seconds_per_edit": float}`` (timings: median over the drawings, this machine).
+    "seconds_per_edit": float, "by_kind": {"model"|"character": {"n": int, "mean_head"|"coarse"|"fine":
+    SurfaceMetrics}}}`` (timings: median over the drawings, this machine; ``by_kind``: the model's
+    own heads and the character heads (:mod:`.character`) apart, where there are any).
     """
     from avatars.sketch.editing import edit_region
     from avatars.sketch.train import make_drawings
@@ -90,18 +92,27 @@ def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log
         if log and k % 20 == 0:
             log(f"eval {k}/{n}: coarse {rows['coarse'][-1].chamfer_mm:.2f} mm, fine {rows['fine'][-1].chamfer_mm:.2f} mm")
     out = {k: mean_metrics(v) for k, v in rows.items()}
+    kinds = data.character[data.head[:n]]
+    out["by_kind"] = {name: {"n": int(sel.sum()), **{k: mean_metrics([r for r, c in zip(v, sel) if c]) for k, v in rows.items()}}
+                      for name, sel in (("model", ~kinds), ("character", kinds)) if bool(sel.any())}
     out["seconds_per_drawing"] = float(np.median(times))
     out["seconds_per_edit"] = float(np.median(edit_times)) if edit_times else float("nan")
     return out
 
 
 def table(result: dict) -> str:
-    """The evaluation as a Markdown table."""
-    lines = ["| result | Chamfer, face (mm) | normal consistency | F-score @1 mm | F-score @2 mm |",
-             "| --- | --- | --- | --- | --- |"]
-    for k, name in (("mean_head", "mean head"), ("coarse", "coarse"), ("fine", "coarse + fine")):
-        r = result[k]
-        lines.append(f"| {name} | {r.chamfer_mm:.3f} | {r.normal_consistency:.4f} | {r.fscore_1mm:.3f} | {r.fscore_2mm:.3f} |")
+    """The evaluation as a Markdown table (all drawings, then each kind of head where there are two)."""
+    lines = ["| heads | result | Chamfer, face (mm) | normal consistency | F-score @1 mm | F-score @2 mm |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    n = sum(g["n"] for g in result.get("by_kind", {}).values())
+    groups = [(f"all ({n})" if n else "all", result)]
+    if len(result.get("by_kind", {})) > 1:
+        groups += [(f"{kind} ({g['n']})", g) for kind, g in result["by_kind"].items()]
+    for label, g in groups:
+        for k, name in (("mean_head", "mean head"), ("coarse", "coarse"), ("fine", "coarse + fine")):
+            r = g[k]
+            lines.append(f"| {label} | {name} | {r.chamfer_mm:.3f} | {r.normal_consistency:.4f} | {r.fscore_1mm:.3f} "
+                         f"| {r.fscore_2mm:.3f} |")
     return "\n".join(lines)
 
 

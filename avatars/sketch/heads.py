@@ -31,13 +31,15 @@ class HeadConfig:
 class Heads:
     """A batch of random heads. ``identity`` (B, n_identity), ``expression`` (B, n_expression),
     ``neck`` (B, 3) rad: the linear part; ``vertices`` (B, V, 3) mm: the posed head with its detail;
-    ``linear`` (B, V, 3) mm: the same without detail."""
+    ``linear`` (B, V, 3) mm: the same without detail; ``character`` (B,) bool: the heads whose face
+    is the character head's (:mod:`.character`)."""
 
     identity: Tensor
     expression: Tensor
     neck: Tensor
     vertices: Tensor
     linear: Tensor
+    character: Tensor
 
 
 def detail_field(model, vertices: Tensor, cfg: HeadConfig, gen: torch.Generator) -> Tensor:
@@ -107,8 +109,8 @@ def sample_heads(model, n: int, seed: int | torch.Generator = 0, cfg: HeadConfig
             d = detail_field(model, lin, cfg, gen)
             verts = lin + d[..., None] * vertex_normals(lin, model.faces)
         # Drawn after the model's own heads, so those are the same with or without characters.
-        ident, ex, lin, verts = _characters(model, n, gen, cfg, ident, ex, neck, lin, verts, detail)
-    return Heads(ident, ex, neck, verts, lin)
+        ident, ex, lin, verts, pick = _characters(model, n, gen, cfg, ident, ex, neck, lin, verts, detail)
+    return Heads(ident, ex, neck, verts, lin, pick)
 
 
 def _characters(model, n, gen, cfg, ident, ex, neck, lin, verts, detail):
@@ -118,19 +120,20 @@ def _characters(model, n, gen, cfg, ident, ex, neck, lin, verts, detail):
 
     from avatars.sketch.character import _character, character_faces, transfer_for
 
+    none = torch.zeros(n, dtype=torch.bool)
     if cfg.character_p <= 0:
-        return ident, ex, lin, verts
+        return ident, ex, lin, verts, none
     tr = transfer_for(model)
     if tr is None:
-        return ident, ex, lin, verts
+        return ident, ex, lin, verts, none
     pick = torch.rand(n, generator=gen) < cfg.character_p
     cid = torch.randn(n, _character().n_identity, generator=gen) * cfg.identity_sigma
     if not bool(pick.any()):
-        return ident, ex, lin, verts
+        return ident, ex, lin, verts, pick
     i, e, off = character_faces(model, tr, cid[pick], ex[pick])
     ident, ex, lin, verts = ident.clone(), ex.clone(), lin.clone(), verts.clone()
     ident[pick], ex[pick] = i, e
     lin[pick] = model(identity=i, expression=e, neck=neck[pick]).vertices
     R = axis_angle_to_matrix(neck[pick])  # the face turns with the head about the neck joint
     verts[pick] = lin[pick] + (off @ R.transpose(1, 2) if detail else 0)
-    return ident, ex, lin, verts
+    return ident, ex, lin, verts, pick

@@ -46,7 +46,8 @@ class TrainConfig:
 class Drawings:
     """Synthetic drawings and their truth. ``ink`` (N, 3, 128, 128) uint8; ``head`` (N,) index
     into the coefficient rows ``identity`` (H, n_id) (prior-std units), ``expression``, ``neck``;
-    ``vertices`` (H, V, 3) float16 mm: the detailed truth."""
+    ``vertices`` (H, V, 3) float16 mm: the detailed truth; ``character`` (H,) bool: the heads
+    whose face is the character head's."""
 
     ink: Tensor
     head: Tensor
@@ -54,6 +55,7 @@ class Drawings:
     expression: Tensor
     neck: Tensor
     vertices: Tensor
+    character: Tensor
 
 
 def _drawing_setup(model, styles: int, head_cfg: HeadConfig, style_cfg: dr.StyleConfig, threads: int | None = None):
@@ -79,7 +81,7 @@ def _drawing_chunk(ctx, item: tuple[int, int, int, int, int]) -> dict:
             inks.append((ink * 255 + 0.5).to(torch.uint8))
             heads.append(start + k)
     return {"ink": torch.stack(inks), "head": torch.tensor(heads), "identity": h.identity / model.identity_std,
-            "expression": h.expression, "neck": h.neck, "vertices": h.vertices.half()}
+            "expression": h.expression, "neck": h.neck, "vertices": h.vertices.half(), "character": h.character}
 
 
 def make_drawings(model, n_heads: int, styles: int, seed: int, style_seed: int,
@@ -105,7 +107,7 @@ def make_drawings(model, n_heads: int, styles: int, seed: int, style_seed: int,
     if log:
         log(f"drawings: {n_heads} heads, {styles} styles each, {time.time() - t0:.0f} s")
     # Ink of chunk c is style-major within the chunk, as a single sequential loop would make it.
-    return Drawings(*(torch.cat([p[k] for p in parts]) for k in ("ink", "head", "identity", "expression", "neck", "vertices")))
+    return Drawings(*(torch.cat([p[k] for p in parts]) for k in Drawings.__dataclass_fields__))
 
 
 def _augment(ink: Tensor, gen: torch.Generator, batch: int | None = None, rows: slice = slice(None)) -> Tensor:
