@@ -118,16 +118,20 @@ def table(result: dict) -> str:
 
 def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "np.ndarray":
     """One picture: for ``n`` held-out drawings, the drawing, the coarse mesh, the fine mesh and
-    the true head (frontal and 3/4 views). (H, W, 3) uint8."""
+    the true head (frontal and 3/4 views); the last one a character head's where the model has
+    them. (H, W, 3) uint8."""
     from face3d.viz import PreviewConfig, grid, head_framing, render_preview
     from avatars.sketch.train import make_drawings
 
     model = modeler.model
-    data = make_drawings(model, n, 1, seed, style_seed, log=None)
+    data = make_drawings(model, 8 * n, 1, seed, style_seed, log=None)
+    own = torch.nonzero(~data.character)[:, 0].tolist()
+    chars = torch.nonzero(data.character)[:, 0].tolist()
+    pick = own[:n - 1] + chars[:1] if chars else own[:n]
     c, r = head_framing(model, fill=0.9)
     faces = model.faces
     tiles, labels = [], []
-    for k in range(n):
+    for k in pick:
         ink = data.ink[k].float() / 255
         res = modeler.from_ink(ink)
         rgb = torch.ones(3, *ink.shape[1:])
@@ -136,7 +140,7 @@ def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "
             rgb = rgb * (1 - a) + torch.tensor(col)[:, None, None] * a
         draw = torch.nn.functional.interpolate(rgb[None], size=(192, 192), mode="bilinear", align_corners=False)[0]
         tiles.append((draw.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8))
-        labels.append("drawing")
+        labels.append("drawing (character head)" if bool(data.character[k]) else "drawing")
         true = data.vertices[data.head[k]].float()
         for name, v in (("coarse", res.coarse_vertices), ("fine", res.vertices), ("truth", true)):
             ims = render_preview(v, faces, yaw_deg=(0.0, 35.0), center=c, radius=r,
