@@ -287,7 +287,7 @@ def train_section(a, dev: torch.device, rep: Report, work: Path):
           "train_seconds": secs, "wall_seconds_incl_cache": wall, "steps_per_s": steps / secs,
           "size": tcfg.size, "rays": tcfg.rays, "config": dataclasses.asdict(p.cfg),
           "projected_seconds_for_all_steps": tcfg.steps / (steps / secs) + (wall - secs)}
-    # the target is about the full run (3,000 steps at 128 px); a quick run does not assess it
+    # the target is about the full run (TrainConfig().steps at 128 px); a quick run does not assess it
     tr["target_met"] = None if a.quick else bool(steps == tcfg.steps and wall <= TRAIN_TARGET_S)
     rep.check("portrait trained on the device", p.device.type == dev.type and steps >= 1,
               f"portrait tensors on {p.device}, {steps} steps")
@@ -373,7 +373,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a few minutes on a CPU): checks the script")
     ap.add_argument("--train-seconds", type=float, default=None, help="training time budget (default 240; quick 20)")
-    ap.add_argument("--steps", type=int, default=None, help="training steps (default TrainConfig's 3000; quick 30)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default TrainConfig's, 4500; quick 30)")
     ap.add_argument("--data", type=Path, default=None,
                     help="a prepared portrait folder (holding data/) instead of the synthetic clip")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
@@ -385,7 +385,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     q = a.quick
     a.train_seconds = a.train_seconds if a.train_seconds is not None else (20.0 if q else 240.0)
-    a.steps = a.steps if a.steps is not None else (30 if q else 3000)
+    from avatars.portrait.train import TrainConfig
+
+    a.steps = a.steps if a.steps is not None else (30 if q else TrainConfig().steps)
     a.repeat = 2 if q else 3
     a.res, a.batch = ((64, 128), (1, 2)) if q else ((256, 512), (1, 8))
     a.embed_points = (2048,) if q else (32768, 524288)

@@ -1,6 +1,6 @@
 """Neural portrait benchmark: train on the first 80 % of a clip, score the held-out 20 %.
 
-    python bench/bench_portrait.py CLIP --out DIR [--steps 3000] [--ablation] [--backdrop-ablation] [--size 128]
+    python bench/bench_portrait.py CLIP --out DIR [--steps 4500] [--ablation] [--backdrop-ablation] [--size 128]
 
 CLIP is ``synthetic`` (the default head rendered with a skin texture, a hair shell the 3DMM
 lacks and a world-fixed light with a specular term; tracked with face3d track like a real
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("clip")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default TrainConfig's, 4500)")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--backdrop-ablation", action="store_true",
@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     from avatars.portrait.evaluate import comparison_figure, evaluate_clip
     from avatars.portrait.model import PortraitConfig
     from avatars.portrait.train import TrainConfig, load_portrait, train
+
+    a.steps = a.steps if a.steps is not None else TrainConfig().steps
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

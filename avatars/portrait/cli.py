@@ -44,7 +44,8 @@ def _train(args: argparse.Namespace) -> int:
             return 2
         data = PortraitData.load(Path(args.out) / "data")
         cfg = replace(PortraitConfig(), normals=not args.no_normals)
-        tcfg = replace(TrainConfig(), steps=args.steps, size=args.size, rays=args.rays)
+        tcfg = replace(TrainConfig(), size=args.size, rays=args.rays)
+        tcfg = replace(tcfg, steps=args.steps) if args.steps is not None else tcfg
         train(data, args.out, face3d.load_model(args.model), cfg, tcfg, resume=not args.restart, log=_log, dist=info)
     finally:
         distributed.shutdown()
@@ -133,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (data/, track/, checkpoint.pt, portrait.pt)")
     p.add_argument("--track", help="a face3d track folder of the same video (skips tracking)")
     p.add_argument("--model", default="builtin", help="model spec: builtin | flame:PATH | ict:PATH")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default TrainConfig's, 4500)")
     p.add_argument("--size", type=int, default=128, help="training resolution in px (square crop)")
     p.add_argument("--rays", type=int, default=2048, help="rays per step")
     p.add_argument("--max-frames", type=int, default=None)

@@ -41,7 +41,7 @@ class TrainConfig:
     """``steps`` of ``rays`` shell rays (and ``backdrop_rays`` pixels outside the shell, when the
     portrait has a backdrop layer) spread over ``frames_per_step`` frames at ``size`` px."""
 
-    steps: int = 3000
+    steps: int = 4500  # testMovie held out: +2.71 dB over the textured 3DMM at 3,000, +3.20 at 4,500
     rays: int = 2048
     frames_per_step: int = 4
     size: int = 128
