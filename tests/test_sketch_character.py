@@ -8,6 +8,7 @@ import torch
 
 from avatars.sketch import character as chm
 from avatars.sketch.heads import HeadConfig, sample_heads
+from face3d.reconstruct.now import point_mesh_distance
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +17,11 @@ def transfer(builtin_model):
 
 
 def _surface_distance(points, vertices, faces):
-    _, _, d = chm.closest_on_mesh(points.double(), vertices.double(), faces)
-    return d
+    return point_mesh_distance(points.double(), vertices.double(), faces)[0]
 
 
-def test_closest_on_mesh_finds_points_on_a_plane():
+def test_point_mesh_distance_finds_points_on_a_plane():
+    """The closest-point search the registration runs on (k = 16 candidate triangles)."""
     g = torch.Generator().manual_seed(0)
     xy = torch.stack(torch.meshgrid(torch.arange(10.0), torch.arange(10.0), indexing="ij"), -1).reshape(-1, 2)
     v = torch.cat((xy, torch.zeros(100, 1)), 1).double()
@@ -28,7 +29,7 @@ def test_closest_on_mesh_finds_points_on_a_plane():
     i = i + i // 9  # lower-left corner of each cell
     f = torch.cat((torch.stack((i, i + 10, i + 1), 1), torch.stack((i + 1, i + 10, i + 11), 1)))
     p = torch.cat((torch.rand(50, 2, generator=g) * 8 + 0.5, torch.rand(50, 1, generator=g) * 4 - 2), 1).double()
-    tri, bary, d = chm.closest_on_mesh(p, v, f)
+    d, tri, bary = point_mesh_distance(p, v, f, k=16)
     q = (v[f[tri]] * bary[..., None]).sum(1)
     assert torch.allclose(d, p[:, 2].abs(), atol=1e-9)
     assert torch.allclose(q[:, :2], p[:, :2], atol=1e-9)

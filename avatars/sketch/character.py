@@ -38,8 +38,7 @@ class CharacterTransfer:
     (n_character_expression, n_expression) gives the character's blendshape weights from the
     model's (by name: ``browInnerUp`` is the mean of ``browInnerUp_L`` and ``_R``), and
     ``shared`` (n_expression,) bool marks the model's expressions the character has;
-    ``fade`` (V,) is 1 inside the face, falling to 0 at its border; ``fit_mm``: mean distance of
-    the registered face to the character surface."""
+    ``fade`` (V,) is 1 inside the face, falling to 0 at its border."""
 
     vertex: Tensor
     tri: Tensor
@@ -51,26 +50,6 @@ class CharacterTransfer:
     expressions: Tensor
     shared: Tensor
     fade: Tensor
-    fit_mm: float
-
-
-def closest_on_mesh(points: Tensor, vertices: Tensor, faces: Tensor, k: int = 16) -> tuple[Tensor, Tensor, Tensor]:
-    """Closest points on a mesh to ``points`` (P, 3), searched on the ``k`` triangles whose
-    centroids are nearest to each point. Returns the triangle id (P,), barycentrics (P, 3) and
-    distance (P,)."""
-    from scipy.spatial import cKDTree
-
-    from face3d.geometry.closest import closest_point_on_triangles
-
-    tri = vertices[faces]  # (T, 3, 3)
-    _, cand = cKDTree(tri.mean(1).numpy()).query(points.numpy(), k=min(k, len(faces)))
-    cand = torch.from_numpy(cand).reshape(len(points), -1)
-    t = tri[cand]  # (P, k, 3, 3)
-    q, bary = closest_point_on_triangles(points[:, None], t[..., 0, :], t[..., 1, :], t[..., 2, :])
-    d = (q - points[:, None]).norm(dim=-1)
-    j = d.argmin(1)
-    r = torch.arange(len(points))
-    return cand[r, j], bary[r, j], d[r, j]
 
 
 def available(model) -> bool:
@@ -101,6 +80,7 @@ def register(model, iterations: int = 6, prior: float = 100.0) -> CharacterTrans
     without the landmarks or region it needs (:func:`available`).
     """
     from face3d.geometry.procrustes import apply_similarity, procrustes
+    from face3d.reconstruct.now import point_mesh_distance
 
     from avatars.sketch.heads import _soft_mask
 
@@ -123,13 +103,13 @@ def register(model, iterations: int = 6, prior: float = 100.0) -> CharacterTrans
     x0 = model.template.double()[vertex]
     x = x0
     for _ in range(iterations):
-        tri, bary, d = closest_on_mesh(x, cv, cf)
+        _, tri, bary = point_mesh_distance(x, cv, cf, k=16)
         q = (cv[cf[tri]] * bary[..., None]).sum(1)
         x = x0 + (basis @ (solve @ (q - x0).reshape(-1)))
-    tri, bary, d = closest_on_mesh(x, cv, cf)
+    _, tri, bary = point_mesh_distance(x, cv, cf, k=16)
     M, shared = expression_map(model.expression_names, ch.expression_names)
     return CharacterTransfer(vertex, cf[tri], bary.float(), R.float(), t.float(), s.float(), solve.float(), M, shared,
-                             _soft_mask(model, model.region_mask("face")), float(d.mean()))
+                             _soft_mask(model, model.region_mask("face")))
 
 
 @lru_cache(maxsize=1)
@@ -139,16 +119,10 @@ def _character():
     return face3d.load_model("character")
 
 
-_TRANSFERS: dict = {}
-
-
+@lru_cache(maxsize=1)
 def transfer_for(model) -> CharacterTransfer | None:
     """:func:`register` for ``model``, once per process (None where it is not :func:`available`)."""
-    key = id(model)
-    if key not in _TRANSFERS:
-        _TRANSFERS.clear()
-        _TRANSFERS[key] = (model, register(model) if available(model) else None)
-    return _TRANSFERS[key][1]
+    return register(model) if available(model) else None
 
 
 def character_faces(model, tr: CharacterTransfer, identity: Tensor, expression: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -159,6 +133,8 @@ def character_faces(model, tr: CharacterTransfer, identity: Tensor, expression: 
     the character lacks set to 0, and the rest-pose offsets (B, V, 3) mm from that linear head
     to the character's face (0 off the face, faded at its border)."""
     from face3d.geometry.procrustes import apply_similarity
+
+    from avatars.sketch.heads import neighbour_mean
 
     ch = _character()
     ex = expression * tr.shared
@@ -171,16 +147,8 @@ def character_faces(model, tr: CharacterTransfer, identity: Tensor, expression: 
         lin = model(identity=ident, expression=ex).vertices
         off = torch.zeros_like(lin)
         off[:, tr.vertex] = q - lin[:, tr.vertex]
-        off = _smooth(model, off, SMOOTHING_ROUNDS) * tr.fade[None, :, None]
+        mean = neighbour_mean(model)
+        for _ in range(SMOOTHING_ROUNDS):  # each round half kept, half the neighbours' mean
+            off = 0.5 * off + 0.5 * mean(off)
+        off = off * tr.fade[None, :, None]
     return ident, ex, off
-
-
-def _smooth(model, x: Tensor, rounds: int) -> Tensor:
-    """(B, V, 3) per-vertex vectors, each round half kept and half the mean of the neighbours'."""
-    f = model.faces
-    e = torch.cat((f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]))
-    e = torch.cat((e, e.flip(1)))
-    deg = torch.zeros(model.n_vertices).index_add_(0, e[:, 0], torch.ones(len(e))).clamp_min(1)[:, None]
-    for _ in range(rounds):
-        x = 0.5 * x + 0.5 * torch.zeros_like(x).index_add_(1, e[:, 0], x[:, e[:, 1]]) / deg
-    return x

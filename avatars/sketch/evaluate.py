@@ -92,9 +92,12 @@ def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log
         if log and k % 20 == 0:
             log(f"eval {k}/{n}: coarse {rows['coarse'][-1].chamfer_mm:.2f} mm, fine {rows['fine'][-1].chamfer_mm:.2f} mm")
     out = {k: mean_metrics(v) for k, v in rows.items()}
-    kinds = data.character[data.head[:n]]
-    out["by_kind"] = {name: {"n": int(sel.sum()), **{k: mean_metrics([r for r, c in zip(v, sel) if c]) for k, v in rows.items()}}
-                      for name, sel in (("model", ~kinds), ("character", kinds)) if bool(sel.any())}
+    out["by_kind"] = {}
+    is_char = data.character[data.head[:n]].tolist()
+    for name, want in (("model", False), ("character", True)):
+        ks = [k for k in range(n) if is_char[k] == want]
+        if ks:
+            out["by_kind"][name] = {"n": len(ks), **{s: mean_metrics([v[k] for k in ks]) for s, v in rows.items()}}
     out["seconds_per_drawing"] = float(np.median(times))
     out["seconds_per_edit"] = float(np.median(edit_times)) if edit_times else float("nan")
     return out

@@ -74,17 +74,25 @@ def detail_field(model, vertices: Tensor, cfg: HeadConfig, gen: torch.Generator)
     return d * _soft_mask(model, face) * on
 
 
-def _soft_mask(model, mask: Tensor, rounds: int = 6) -> Tensor:
-    """(V,) bool -> (V,) float that fades from 1 inside to 0 at the mask's border (neighbour
-    averaging), so displacements leave no step at the border."""
+def neighbour_mean(model):
+    """A function taking per-vertex values (..., V, C) of ``model`` to the mean of each vertex's
+    mesh neighbours' values (an edge shared by two triangles counts twice)."""
     f = model.faces
     e = torch.cat((f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]))
     e = torch.cat((e, e.flip(1)))
-    deg = torch.zeros(model.n_vertices).index_add_(0, e[:, 0], torch.ones(len(e))).clamp_min(1)
-    w = mask.float()
+    deg = torch.zeros(model.n_vertices).index_add_(0, e[:, 0], torch.ones(len(e))).clamp_min(1)[:, None]
+    return lambda x: torch.zeros_like(x).index_add_(x.dim() - 2, e[:, 0], x[..., e[:, 1], :]) / deg
+
+
+def _soft_mask(model, mask: Tensor, rounds: int = 6) -> Tensor:
+    """(V,) bool -> (V,) float that fades from 1 inside to 0 at the mask's border (neighbour
+    averaging), so displacements leave no step at the border."""
+    mean = neighbour_mean(model)
+    m = mask.float()[:, None]
+    w = m
     for _ in range(rounds):
-        w = torch.zeros_like(w).index_add_(0, e[:, 0], w[e[:, 1]]) / deg * mask.float()
-    return w
+        w = mean(w) * m
+    return w[:, 0]
 
 
 def sample_heads(model, n: int, seed: int | torch.Generator = 0, cfg: HeadConfig = HeadConfig(),
