@@ -99,11 +99,13 @@ class SketchModeler:
 
         return coarse_camera(self.model, vertices)
 
-    def fine_step(self, ink: Tensor, vertices: Tensor, render: CoarseRender, editable: Tensor) -> Tensor:
+    def fine_step(self, ink: Tensor, vertices: Tensor, render: CoarseRender, editable: Tensor,
+                  refine: RefineConfig | None = None) -> Tensor:
         """Predict depth/normal maps for ``ink`` given ``render`` of ``vertices``, and move the
-        ``editable`` vertices towards them. (V, 3) mm."""
+        ``editable`` vertices towards them (``refine``: the mesh update's weights, default
+        ``self.refine``). (V, 3) mm."""
         depth, normals = predict_maps(self.fine, ink, render)
-        return refine_mesh(vertices, self.faces, render.camera, depth, normals, editable, self.refine, coarse=render)
+        return refine_mesh(vertices, self.faces, render.camera, depth, normals, editable, refine or self.refine, coarse=render)
 
     def from_ink(self, ink: Tensor, crop: dr.Crop | None = None, fine: bool = True) -> SketchResult:
         """Both stages on an already read drawing (see :func:`.drawing.read_drawing`)."""

@@ -2,7 +2,10 @@
 
 The page only calls the Python API (:class:`.api.SketchModeler`, :func:`.editing.edit_region`):
 draw with the black pen (contours) and, optionally, red (ridges) and green (valleys); the 3D view
-updates after each stroke; with "local edit" on, only the re-drawn area of the mesh changes.
+updates after each stroke; with "local edit" on, only the re-drawn area of the mesh changes. A
+side view (:mod:`.views`) shows the current mesh turned by 45° to draw detail strokes over: the
+nose's, brow's and chin's profile, which a front drawing cannot show; "front" goes back to the
+front drawing.
 gradio is an optional dependency (``pip install -e ".[sketch]"``), imported when the page starts.
 """
 from __future__ import annotations
@@ -13,6 +16,12 @@ from pathlib import Path
 import numpy as np
 
 INK = ("#000000", "#d01818", "#18a028")  # contour, ridge, valley
+VIEWS = {"front": 0.0, "left (-45°)": -45.0, "right (+45°)": 45.0}
+PAGE = 512  # canvas pixels
+
+
+def _blank_page() -> dict:
+    return {"background": np.full((PAGE, PAGE, 3), 255, np.uint8), "layers": [], "composite": None}
 
 
 def _composite(value) -> np.ndarray | None:
@@ -29,8 +38,22 @@ def _composite(value) -> np.ndarray | None:
     return img
 
 
+def _strokes(value, page: np.ndarray) -> np.ndarray | None:
+    """The strokes drawn over a side view's ``page`` (H, W, 3) uint8, alone on white paper: the
+    composite's pixels that differ from the page (the editor's RGB layers carry no alpha)."""
+    comp = _composite(value)
+    if comp is None or comp.shape != page.shape:
+        return None
+    drawn = np.abs(comp.astype(np.int16) - page.astype(np.int16)).max(-1) > 40
+    if not drawn.any():
+        return None
+    out = np.full_like(comp, 255)
+    out[drawn] = comp[drawn]
+    return out
+
+
 class SketchSession:
-    """The page's state and its one action, usable without a browser (what the page runs)."""
+    """The page's state and its actions, usable without a browser (what the page runs)."""
 
     def __init__(self, modeler, out_dir: str | Path | None = None):
         self.modeler = modeler
@@ -38,6 +61,48 @@ class SketchSession:
         self.out.mkdir(parents=True, exist_ok=True)
         self.result = None
         self.count = 0
+        self.yaw = 0.0  # the view being drawn in (0: the front drawing)
+        self.base = None  # the result a side view's strokes are applied to
+        self.front = None  # the front drawing's editor value, kept while a side view is open
+        self.last = None  # the front drawing the mesh was last made or edited from
+        self.paths = (None, None)  # the last mesh written (GLB, OBJ)
+        self.page = None  # the side view's picture under the strokes
+
+    def set_view(self, yaw: float, editor_value) -> tuple[dict, str]:
+        """Switch to the view at ``yaw`` -> (the editor's new value, status line). A side view
+        needs a mesh first; its page shows the current mesh turned."""
+        from avatars.sketch.views import view_image
+
+        if yaw == self.yaw:
+            return editor_value, ""
+        if yaw != 0 and self.result is None:
+            return editor_value, "draw the front view first"
+        if self.yaw == 0:
+            self.front = editor_value
+        self.yaw = yaw
+        if yaw == 0:
+            return self.front or _blank_page(), "front view: the front drawing again"
+        self.base = self.result
+        self.page = page = view_image(self.modeler, self.result, yaw, size=PAGE)
+        return {"background": page, "layers": [], "composite": page}, f"side view {yaw:+.0f}°: draw detail strokes over the head"
+
+    def detail(self, strokes: np.ndarray | None) -> tuple[str | None, str | None, str]:
+        """Detail strokes drawn in the current side view (alone on white, the page's size) ->
+        (GLB path, OBJ path, status line).
+        Each call re-applies the whole view's strokes to the mesh the view was opened on."""
+        import time
+
+        from avatars.sketch import SketchInputError
+        from avatars.sketch.views import add_detail
+
+        if strokes is None:
+            return (*self.paths, f"side view {self.yaw:+.0f}°: draw detail strokes over the head")
+        t0 = time.perf_counter()
+        try:
+            self.result = add_detail(self.modeler, self.base, strokes, self.yaw)
+        except SketchInputError as e:
+            return (*self.paths, f"not yet a detail drawing: {e}")
+        return self._write(f"detail ({self.yaw:+.0f}°)", t0)
 
     def update(self, drawing: np.ndarray | None, local_edit: bool) -> tuple[str | None, str | None, str]:
         """A drawing -> (GLB path, OBJ path, status line)."""
@@ -47,6 +112,9 @@ class SketchSession:
 
         if drawing is None:
             return None, None, "draw a head: black outline and features, red ridges, green valleys"
+        if self.last is not None and drawing.shape == self.last.shape and np.array_equal(drawing, self.last):
+            # The same front drawing again (back from a side view): keep the mesh and its detail.
+            return (*self.paths, f"unchanged: {self.result.vertices.shape[0]} vertices")
         t0 = time.perf_counter()
         try:
             if local_edit and self.result is not None:
@@ -57,11 +125,18 @@ class SketchSession:
                 what = "whole head"
         except SketchInputError as e:
             return None, None, f"not yet a drawing: {e}"
+        self.last = drawing.copy()
+        return self._write(what, t0)
+
+    def _write(self, what: str, t0: float) -> tuple[str, str, str]:
+        import time
+
         self.count += 1
         glb = self.out / f"head_{self.count:04d}.glb"
         obj = self.out / f"head_{self.count:04d}.obj"
         self.modeler.save(self.result, glb)
         self.modeler.save(self.result, obj)
+        self.paths = (str(glb), str(obj))
         return str(glb), str(obj), f"{what}: {time.perf_counter() - t0:.2f} s, {self.result.vertices.shape[0]} vertices"
 
 
@@ -76,11 +151,12 @@ def build(modeler):
     with gr.Blocks(title="Sketch to mesh") as page:
         gr.Markdown("## Sketch to mesh\nDraw a front view of a head: **black** contours and features, "
                     "optional **red** ridges and **green** valleys. Tick *local edit* to change only what you re-draw.")
-        editor = gr.ImageEditor(label="drawing", type="numpy", image_mode="RGB", height=560, canvas_size=(512, 512),
-                                value={"background": np.full((512, 512, 3), 255, np.uint8), "layers": [], "composite": None},
+        editor = gr.ImageEditor(label="drawing", type="numpy", image_mode="RGB", height=560, canvas_size=(PAGE, PAGE),
+                                value=_blank_page(),
                                 brush=gr.Brush(colors=list(INK), default_color=INK[0], default_size=3, color_mode="fixed"),
                                 elem_id="sketch-editor")
         with gr.Row():
+            view_pick = gr.Radio(list(VIEWS), value="front", label="view", elem_id="sketch-view")
             local = gr.Checkbox(label="local edit", value=False, elem_id="sketch-local")
             status = gr.Textbox(label="status", interactive=False, elem_id="sketch-status")
         with gr.Row():
@@ -88,10 +164,15 @@ def build(modeler):
             download = gr.File(label="OBJ", elem_id="sketch-obj")
 
         def run(value, local_edit):
-            glb, obj, msg = session.update(_composite(value), local_edit)
-            return glb, obj, msg
+            if session.yaw != 0:
+                return session.detail(_strokes(value, session.page))
+            return session.update(_composite(value), local_edit)
+
+        def turn(name, value):
+            return session.set_view(VIEWS[name], value)
 
         editor.change(run, [editor, local], [view, download, status], trigger_mode="always_last")
+        view_pick.change(turn, [view_pick, editor], [editor, status])
     page.session = session
     return page
 

@@ -6,19 +6,48 @@ import sys
 from pathlib import Path
 
 
+def _detail_spec(spec: str) -> tuple[str, float]:
+    """``"left.png@-45"`` -> ``("left.png", -45.0)``."""
+    path, _, yaw = spec.rpartition("@")
+    try:
+        if path:
+            return path, float(yaw)
+    except ValueError:
+        pass
+    raise ValueError(f"expected DRAWING@YAW (e.g. left.png@-45), got {spec!r}")
+
+
 def _sketch(args: argparse.Namespace) -> int:
     import torch
 
     from avatars.sketch import SketchInputError, SketchModeler
+    from avatars.sketch.views import add_detail, view_image
 
     torch.set_num_threads(args.threads)
     modeler = SketchModeler.load(args.weights)
     try:
+        details = [_detail_spec(spec) for spec in args.detail or []]
+    except ValueError as e:
+        print(f"error: --detail: {e}", file=sys.stderr)
+        return 2
+    where = args.drawing
+    try:
         result = modeler(args.drawing, fine=not args.coarse_only)
-    except SketchInputError as e:
-        print(f"error: {args.drawing}: {e}", file=sys.stderr)
+        for where, yaw in details:
+            result = add_detail(modeler, result, where, yaw)
+    except (SketchInputError, ValueError) as e:
+        print(f"error: {where}: {e}", file=sys.stderr)
         return 2
     modeler.save(result, args.out)
+    if args.views_out:
+        from face3d.viz import save_png
+
+        out = Path(args.views_out)
+        out.mkdir(parents=True, exist_ok=True)
+        for yaw in args.view_yaws:
+            save_png(out / f"view_{yaw:+.0f}.png", view_image(modeler, result, yaw))
+        print(f"wrote {len(args.view_yaws)} view pictures to {out} (draw detail strokes over one and pass it back "
+              f"with --detail DRAWING@YAW)", file=sys.stderr)
     if args.coefficients:
         import json
 
@@ -75,7 +104,8 @@ def _eval(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     res = evaluate(SketchModeler.load(args.weights), n=args.n, log=lambda s: print(s, file=sys.stderr, flush=True))
     print(table(res))
-    print(f"\nmedian seconds per drawing (coarse + fine): {res['seconds_per_drawing']:.3f}; per local edit: {res['seconds_per_edit']:.3f}")
+    print(f"\nmedian seconds per drawing (coarse + fine): {res['seconds_per_drawing']:.3f}; per local edit: "
+          f"{res['seconds_per_edit']:.3f}; per detail drawing: {res['seconds_per_detail']:.3f}")
     if args.figure:
         from avatars.sketch.evaluate import figure
         from face3d.viz import save_png
@@ -103,6 +133,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--coarse-only", action="store_true", help="skip the fine stage")
     p.add_argument("--coefficients", help="also write the coarse coefficients as JSON here")
+    p.add_argument("--detail", action="append", metavar="DRAWING@YAW",
+                   help="a detail drawing made over the view picture at YAW degrees (see --views-out); repeatable, "
+                        "applied in order")
+    p.add_argument("--views-out", metavar="DIR", help="also write the mesh seen from --view-yaws (PNG) to draw detail over")
+    p.add_argument("--view-yaws", type=float, nargs="+", default=[-45.0, 45.0], metavar="DEG")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_sketch)
 

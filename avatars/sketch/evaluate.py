@@ -3,6 +3,10 @@
 Metrics on the model's ``face`` region (vertices, mm), between a predicted and the true mesh:
 symmetric Chamfer distance (mean of the two mean nearest-neighbour distances), normal
 consistency (mean |n_pred · n_true| of nearest neighbours, both ways) and F-score at 1 and 2 mm.
+
+Four results per drawing: the mean head, the coarse stage, coarse + fine from the front drawing
+alone, and that mesh moved further by two detail drawings of the same held-out head, drawn from
+the side views :data:`DETAIL_VIEWS` over the mesh (:mod:`.views`; unseen strokes as well).
 """
 from __future__ import annotations
 
@@ -57,22 +61,30 @@ def mean_metrics(rows: list[SurfaceMetrics]) -> SurfaceMetrics:
     return SurfaceMetrics(*(float(np.mean([getattr(r, k) for r in rows])) for k in SurfaceMetrics.__dataclass_fields__))
 
 
-def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log=print) -> dict:
-    """Mean head vs coarse vs coarse + fine on ``n`` held-out drawings.
+DETAIL_VIEWS = (-45.0, 45.0)  # the benchmark's detail drawings: a three-quarter view from either side (deg)
+RESULTS = (("mean_head", "mean head"), ("coarse", "coarse"), ("fine", "coarse + fine"),
+           ("detail", "+ 2 side detail drawings"))
 
-    Returns ``{"mean_head"|"coarse"|"fine": SurfaceMetrics, "seconds_per_drawing": float,
-    "seconds_per_edit": float, "by_kind": {"model"|"character": {"n": int, "mean_head"|"coarse"|"fine":
-    SurfaceMetrics}}}`` (timings: median over the drawings, this machine; ``by_kind``: the model's
-    own heads and the character heads (:mod:`.character`) apart, where there are any).
+
+def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log=print) -> dict:
+    """Mean head vs coarse vs coarse + fine vs + detail views on ``n`` held-out drawings.
+
+    Returns ``{"mean_head"|"coarse"|"fine"|"detail": SurfaceMetrics, "seconds_per_drawing": float,
+    "seconds_per_edit": float, "seconds_per_detail": float, "by_kind": {"model"|"character": {"n": int,
+    "mean_head"|...: SurfaceMetrics}}}`` (timings: median over the drawings, this machine;
+    ``by_kind``: the model's own heads and the character heads (:mod:`.character`) apart, where
+    there are any). The detail drawings' styles come from ``style_seed + 1``.
     """
     from avatars.sketch.editing import edit_region
     from avatars.sketch.train import make_drawings
+    from avatars.sketch.views import add_detail, synthetic_detail_inks
 
     model = modeler.model
     data = make_drawings(model, n, 1, seed, style_seed, log=None)
     mean_v = model().vertices[0]
-    rows = {"mean_head": [], "coarse": [], "fine": []}
-    times, edit_times = [], []
+    rows = {k: [] for k, _ in RESULTS}
+    times, edit_times, detail_times = [], [], []
+    gen = torch.Generator().manual_seed(style_seed + 1)
     for k in range(n):
         true = data.vertices[data.head[k]].float()
         ink = data.ink[k].float() / 255
@@ -82,6 +94,15 @@ def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log
         rows["mean_head"].append(face_metrics(model, mean_v, true))
         rows["coarse"].append(face_metrics(model, res.coarse_vertices, true))
         rows["fine"].append(face_metrics(model, res.vertices, true))
+        yaws = torch.tensor(DETAIL_VIEWS)
+        inks, _ = synthetic_detail_inks(model, true[None].expand(len(yaws), -1, -1),
+                                        res.coarse_vertices[None].expand(len(yaws), -1, -1), yaws, gen)
+        det = res
+        for yaw, dink in zip(DETAIL_VIEWS, inks):
+            t0 = time.perf_counter()
+            det = add_detail(modeler, det, dink, yaw)
+            detail_times.append(time.perf_counter() - t0)
+        rows["detail"].append(face_metrics(model, det.vertices, true))
         if k < 10:  # local edit timing: re-draw the mouth area of the same drawing
             H = ink.shape[1]
             box = torch.zeros(H, H, dtype=torch.bool)
@@ -90,7 +111,8 @@ def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log
             edit_region(modeler, res, ink, box)
             edit_times.append(time.perf_counter() - t0)
         if log and k % 20 == 0:
-            log(f"eval {k}/{n}: coarse {rows['coarse'][-1].chamfer_mm:.2f} mm, fine {rows['fine'][-1].chamfer_mm:.2f} mm")
+            log(f"eval {k}/{n}: coarse {rows['coarse'][-1].chamfer_mm:.2f} mm, fine {rows['fine'][-1].chamfer_mm:.2f} mm, "
+                f"+ detail views {rows['detail'][-1].chamfer_mm:.2f} mm")
     out = {k: mean_metrics(v) for k, v in rows.items()}
     out["by_kind"] = {}
     is_char = data.character[data.head[:n]].tolist()
@@ -100,6 +122,7 @@ def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log
             out["by_kind"][name] = {"n": len(ks), **{s: mean_metrics([v[k] for k in ks]) for s, v in rows.items()}}
     out["seconds_per_drawing"] = float(np.median(times))
     out["seconds_per_edit"] = float(np.median(edit_times)) if edit_times else float("nan")
+    out["seconds_per_detail"] = float(np.median(detail_times))
     return out
 
 
@@ -112,19 +135,30 @@ def table(result: dict) -> str:
     if len(result.get("by_kind", {})) > 1:
         groups += [(f"{kind} ({g['n']})", g) for kind, g in result["by_kind"].items()]
     for label, g in groups:
-        for k, name in (("mean_head", "mean head"), ("coarse", "coarse"), ("fine", "coarse + fine")):
+        for k, name in RESULTS:
             r = g[k]
             lines.append(f"| {label} | {name} | {r.chamfer_mm:.3f} | {r.normal_consistency:.4f} | {r.fscore_1mm:.3f} "
                          f"| {r.fscore_2mm:.3f} |")
     return "\n".join(lines)
 
 
+def _ink_picture(ink: Tensor, size: int = 192) -> "np.ndarray":
+    """(3, H, W) ink -> (size, size, 3) uint8: black, red and green strokes on white."""
+    rgb = torch.ones(3, *ink.shape[1:])
+    for ch, col in ((0, (0.1, 0.1, 0.1)), (1, (0.85, 0.1, 0.1)), (2, (0.1, 0.65, 0.15))):
+        a = ink[ch][None]
+        rgb = rgb * (1 - a) + torch.tensor(col)[:, None, None] * a
+    draw = torch.nn.functional.interpolate(rgb[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    return (draw.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
+
+
 def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "np.ndarray":
-    """One picture: for ``n`` held-out drawings, the drawing, the coarse mesh, the fine mesh and
-    the true head (frontal and 3/4 views); the last one a character head's where the model has
-    them. (H, W, 3) uint8."""
+    """One picture: for ``n`` held-out drawings, the drawing, the coarse mesh, the fine mesh, one
+    of the two side detail drawings, the mesh after both and the true head (frontal and 3/4
+    views); the last row a character head's where the model has them. (H, W, 3) uint8."""
     from face3d.viz import PreviewConfig, grid, head_framing, render_preview
     from avatars.sketch.train import make_drawings
+    from avatars.sketch.views import add_detail, synthetic_detail_inks
 
     model = modeler.model
     data = make_drawings(model, 8 * n, 1, seed, style_seed, log=None)
@@ -133,22 +167,30 @@ def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "
     pick = own[:n - 1] + chars[:1] if chars else own[:n]
     c, r = head_framing(model, fill=0.9)
     faces = model.faces
+    gen = torch.Generator().manual_seed(style_seed + 1)
     tiles, labels = [], []
+
+    def views(name, v):
+        for yi, im in enumerate(render_preview(v, faces, yaw_deg=(0.0, 35.0), center=c, radius=r, cfg=PreviewConfig(size=192))):
+            tiles.append(im)
+            labels.append(f"{name} {'front' if yi == 0 else '35 deg'}")
+
     for k in pick:
         ink = data.ink[k].float() / 255
         res = modeler.from_ink(ink)
-        rgb = torch.ones(3, *ink.shape[1:])
-        for ch, col in ((0, (0.1, 0.1, 0.1)), (1, (0.85, 0.1, 0.1)), (2, (0.1, 0.65, 0.15))):
-            a = ink[ch][None]
-            rgb = rgb * (1 - a) + torch.tensor(col)[:, None, None] * a
-        draw = torch.nn.functional.interpolate(rgb[None], size=(192, 192), mode="bilinear", align_corners=False)[0]
-        tiles.append((draw.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8))
-        labels.append("drawing (character head)" if bool(data.character[k]) else "drawing")
         true = data.vertices[data.head[k]].float()
-        for name, v in (("coarse", res.coarse_vertices), ("fine", res.vertices), ("truth", true)):
-            ims = render_preview(v, faces, yaw_deg=(0.0, 35.0), center=c, radius=r,
-                                 cfg=PreviewConfig(size=192))
-            for yi, im in enumerate(ims):
-                tiles.append(im)
-                labels.append(f"{name} {'front' if yi == 0 else '35 deg'}")
-    return grid(tiles, cols=7, labels=labels)
+        tiles.append(_ink_picture(ink))
+        labels.append("drawing (character head)" if bool(data.character[k]) else "drawing")
+        views("coarse", res.coarse_vertices)
+        views("fine", res.vertices)
+        yaws = torch.tensor(DETAIL_VIEWS)
+        inks, _ = synthetic_detail_inks(model, true[None].expand(len(yaws), -1, -1),
+                                        res.coarse_vertices[None].expand(len(yaws), -1, -1), yaws, gen)
+        det = res
+        for yaw, dink in zip(DETAIL_VIEWS, inks):
+            det = add_detail(modeler, det, dink, yaw)
+        tiles.append(_ink_picture(inks[-1]))
+        labels.append(f"detail drawing {DETAIL_VIEWS[-1]:+.0f} deg")
+        views("+ details", det.vertices)
+        views("truth", true)
+    return grid(tiles, cols=10, labels=labels)

@@ -4,7 +4,9 @@
    each, read back through :func:`.drawing.read_drawing` exactly like a user's drawing.
 2. :func:`train_coarse`: CoarseNet on the vertex error (mm, L1) of the linear part of each head.
 3. :func:`train_fine`: FineNet on the change from the coarse render to the true (detailed) head's
-   depth and normal maps, seen by the camera fitted to the coarse prediction, on fresh heads.
+   depth and normal maps, seen by the camera fitted to the coarse prediction, on fresh heads: from
+   the front (:func:`fine_examples`) and from a random side view each, where the head's detail
+   drawing is drawn over the coarse mesh (:func:`detail_examples`, :mod:`.views`).
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ class TrainConfig:
     coarse_batch: int = 32
     coarse_lr: float = 2e-3
     fine_heads: int = 600  # heads (one drawing each, none seen by the coarse stage) the fine stage trains on
-    fine_steps: int = 900
+    detail_yaw: tuple[float, float] = (45.0, 45.0)  # each fine head also drawn from one side, |yaw| uniform in here (deg): the views the page offers
+    fine_steps: int = 1500  # over 2 x fine_heads examples (front and side)
     fine_batch: int = 8
     fine_lr: float = 3e-3
     fine_normal_weight: float = 1.0
@@ -230,17 +233,68 @@ def fine_examples(model, net: CoarseNet, data: Drawings, n: int, max_step_mm: fl
         out = []
         for c, k in enumerate(ks):
             cam = coarse_camera(model, coarse_v[k])
-            cr = render_coarse(coarse_v[k], faces, cam)
-            tr = render_coarse(data.vertices[data.head[sel[k]]].float(), faces, cam)
-            res = tr.depth - cr.depth
-            keep = cr.mask & tr.mask & (res.abs() < max_step_mm)
-            res = torch.where(keep, res / DEPTH_SCALE_MM, torch.zeros_like(res))
-            out.append((fine_input(ink[k], cr), torch.cat((res[None], tr.normals.permute(2, 0, 1)), 0), keep))
+            out.append(_target(coarse_v[k], data.vertices[data.head[sel[k]]].float(), faces, cam, ink[k], max_step_mm))
             if log and c % 200 == 0:
                 log(f"fine examples: {c}/{len(ks)}, {time.time() - t0:.0f} s")
         return out
 
     xs, ys, ms = zip(*distributed.build_across_ranks(build, n, info))
+    return torch.stack(xs), torch.stack(ys), torch.stack(ms)
+
+
+def _target(coarse_v: Tensor, true_v: Tensor, faces: Tensor, cam, ink: Tensor, max_step_mm: float):
+    """One fine example: input, target (depth change in 5 mm units, true normals), mask (see
+    :func:`fine_examples`)."""
+    cr = render_coarse(coarse_v, faces, cam)
+    tr = render_coarse(true_v, faces, cam)
+    res = tr.depth - cr.depth
+    keep = cr.mask & tr.mask & (res.abs() < max_step_mm)
+    res = torch.where(keep, res / DEPTH_SCALE_MM, torch.zeros_like(res))
+    return fine_input(ink, cr), torch.cat((res[None], tr.normals.permute(2, 0, 1)), 0), keep
+
+
+def detail_examples(model, net: CoarseNet, data: Drawings, n: int, yaw_range: tuple[float, float], seed: int,
+                    style: dr.StyleConfig = dr.StyleConfig(), max_step_mm: float = 12.0, log=print,
+                    dist=None, chunk: int = 16) -> tuple[Tensor, Tensor, Tensor]:
+    """Like :func:`fine_examples`, for detail drawings: each of the first ``n`` heads of ``data``
+    drawn once more from a side view (``|yaw|`` uniform in ``yaw_range`` degrees, either side),
+    read in the frame of its coarse mesh in that view (:func:`.views.synthetic_detail_inks`).
+    Chunks of ``chunk`` heads draw from their own seeds, so the examples do not depend on how
+    the ranks split them."""
+    from face3d import distributed
+    from face3d.scale import chunk_generator
+
+    from avatars.sketch.views import synthetic_detail_inks
+
+    info = distributed.current() if dist is None else dist
+    log = log if info.is_main else None
+    first = torch.zeros(data.identity.shape[0], dtype=torch.long)
+    first[data.head.flip(0)] = torch.arange(len(data.head) - 1, -1, -1)
+    sel = first[:n]
+    ident, ex, neck = coarse_predict(model, net, data.ink[sel].float() / 255)
+    with torch.no_grad():
+        coarse_v = coefficients_to_mesh(model, ident, ex, neck)
+    faces = dr.drawing_faces(model)
+    lo, hi = yaw_range
+    starts = list(range(0, n, chunk))
+    t0 = time.time()
+
+    def build(cs) -> list:
+        out = []
+        for c in cs:
+            gen = chunk_generator(seed, c)
+            ks = list(range(starts[c], min(starts[c] + chunk, n)))
+            yaw = lo + (hi - lo) * torch.rand(len(ks), generator=gen)
+            yaw = yaw * torch.where(torch.rand(len(ks), generator=gen) < 0.5, -1.0, 1.0)
+            true = torch.stack([data.vertices[data.head[sel[k]]].float() for k in ks])
+            inks, cams = synthetic_detail_inks(model, true, coarse_v[ks], yaw, gen, style, batch=chunk)
+            out.append([_target(coarse_v[k], true[j], faces, cams[j], inks[j], max_step_mm) for j, k in enumerate(ks)])
+            if log and c % 10 == 0:
+                log(f"detail examples: {starts[c]}/{n}, {time.time() - t0:.0f} s")
+        return out
+
+    items = [e for part in distributed.build_across_ranks(build, len(starts), info) for e in part]
+    xs, ys, ms = zip(*items)
     return torch.stack(xs), torch.stack(ys), torch.stack(ms)
 
 
@@ -311,7 +365,10 @@ def train(model, cfg: TrainConfig = TrainConfig(), log=print, ray: str | None = 
     fdata = make_drawings(model, cfg.fine_heads, 1, cfg.seed + 200, cfg.seed + 300, cfg.head, cfg.style, log=log,
                           ray=ray, workers=workers, dist=info)
     x, y, m = fine_examples(model, coarse, fdata, cfg.fine_heads, log=log, dist=info)
-    fine = train_fine(x, y, m, cfg, log=log, dist=info, history=history["fine"])
+    xd, yd, md = detail_examples(model, coarse, fdata, cfg.fine_heads, cfg.detail_yaw, cfg.seed + 400, cfg.style,
+                                 log=log, dist=info)
+    fine = train_fine(torch.cat((x, xd)), torch.cat((y, yd)), torch.cat((m, md)), cfg, log=log, dist=info,
+                      history=history["fine"])
     secs = time.time() - t0
     if log:
         log(f"trained in {secs:.0f} s")
