@@ -203,6 +203,19 @@ def coarse_camera(model, vertices: Tensor):
     return dr.crop_camera(cam, dr.square_crop(sil))
 
 
+def _first_drawings(model, net: CoarseNet, data: Drawings, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The first drawing of each of the first ``n`` heads of ``data``: their indices (n,), ink
+    (n, 3, H, W) float and the coarse stage's meshes for them (n, V, 3) mm."""
+    first = torch.zeros(data.identity.shape[0], dtype=torch.long)
+    first[data.head.flip(0)] = torch.arange(len(data.head) - 1, -1, -1)
+    sel = first[:n]
+    ink = data.ink[sel].float() / 255
+    ident, ex, neck = coarse_predict(model, net, ink)
+    with torch.no_grad():
+        coarse_v = coefficients_to_mesh(model, ident, ex, neck)
+    return sel, ink, coarse_v
+
+
 def fine_examples(model, net: CoarseNet, data: Drawings, n: int, max_step_mm: float = 12.0,
                   log=print, dist=None) -> tuple[Tensor, Tensor, Tensor]:
     """Inputs (n, 8, H, W), targets (n, 4, H, W) and target masks (n, H, W) bool for the fine
@@ -219,13 +232,7 @@ def fine_examples(model, net: CoarseNet, data: Drawings, n: int, max_step_mm: fl
 
     info = distributed.current() if dist is None else dist
     log = log if info.is_main else None
-    first = torch.zeros(data.identity.shape[0], dtype=torch.long)
-    first[data.head.flip(0)] = torch.arange(len(data.head) - 1, -1, -1)
-    sel = first[:n]
-    ink = data.ink[sel].float() / 255
-    ident, ex, neck = coarse_predict(model, net, ink)
-    with torch.no_grad():
-        coarse_v = coefficients_to_mesh(model, ident, ex, neck)
+    sel, ink, coarse_v = _first_drawings(model, net, data, n)
     faces = dr.drawing_faces(model)
     t0 = time.time()
 
@@ -268,12 +275,7 @@ def detail_examples(model, net: CoarseNet, data: Drawings, n: int, yaw_range: tu
 
     info = distributed.current() if dist is None else dist
     log = log if info.is_main else None
-    first = torch.zeros(data.identity.shape[0], dtype=torch.long)
-    first[data.head.flip(0)] = torch.arange(len(data.head) - 1, -1, -1)
-    sel = first[:n]
-    ident, ex, neck = coarse_predict(model, net, data.ink[sel].float() / 255)
-    with torch.no_grad():
-        coarse_v = coefficients_to_mesh(model, ident, ex, neck)
+    sel, _, coarse_v = _first_drawings(model, net, data, n)
     faces = dr.drawing_faces(model)
     lo, hi = yaw_range
     starts = list(range(0, n, chunk))
