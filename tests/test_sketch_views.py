@@ -117,3 +117,39 @@ def test_sketch_command_takes_detail_drawings(tmp_path, builtin_model):
     assert main(["sketch", str(tmp_path / "front.png"), "--out", str(tmp_path / "c.obj"),
                  "--detail", f"{tmp_path / 'side.png'}@120"]) == 2
     assert not (tmp_path / "c.obj").exists()
+
+
+def test_page_session_side_view_adds_detail_and_keeps_it(modeler, builtin_model, tmp_path):
+    """What the page runs (SketchSession, no browser): turn to a side view, strokes drawn over its
+    picture move only face vertices, and back at the front the same drawing keeps the detail."""
+    from avatars.sketch.app import PAGE, SketchSession, _strokes
+
+    v = builtin_model.template[None]
+    faces, labels = dr.drawing_faces(builtin_model), dr.model_labels(builtin_model)
+    front = (dr.stylize(dr.stroke_layers(v, faces, dr.drawing_camera(builtin_model, size=PAGE), labels=labels), 7)[0]
+             .numpy() * 255).astype(np.uint8)
+    s = SketchSession(modeler, tmp_path)
+    _, status = s.set_view(45.0, None)
+    assert "front view first" in status and s.yaw == 0.0
+    glb, obj, status = s.update(front, False)
+    assert "whole head" in status and obj is not None
+    front_value = {"composite": front}  # what the editor held
+    value, status = s.set_view(45.0, front_value)
+    assert s.yaw == 45.0 and "side view" in status and value["background"].shape == (PAGE, PAGE, 3)
+    before = s.result.vertices.clone()
+    assert _strokes(value, s.page) is None  # nothing drawn yet
+    # Strokes over the picture: the turned head's own side drawing, in black where it has ink.
+    from avatars.sketch.views import view_camera
+
+    side = dr.stylize(dr.stroke_layers(v, faces, view_camera(builtin_model, 45.0, size=PAGE), labels=labels), 8, CLEAN)[0]
+    comp = s.page.copy()
+    comp[side.numpy().min(-1) < 0.5] = 0
+    glb, obj, status = s.detail(_strokes({"composite": comp}, s.page))
+    assert "detail" in status and obj is not None
+    moved = (s.result.vertices - before).norm(dim=-1) > 0
+    assert int(moved.sum()) > 100 and not bool(moved[~modeler.editable].any())
+    detailed = s.result.vertices.clone()
+    value, status = s.set_view(0.0, value)
+    assert s.yaw == 0.0 and value is front_value
+    _, _, status = s.update(front, False)
+    assert "unchanged" in status and torch.equal(s.result.vertices, detailed)
