@@ -40,3 +40,11 @@ def character_model():
     import face3d
 
     return face3d.load_model("character")
+
+
+@pytest.fixture(scope="session")
+def sketch_modeler(builtin_model):
+    """The committed sketch networks on the bundled head (tests must not mutate it)."""
+    from avatars.sketch.api import DEFAULT_WEIGHTS, SketchModeler
+
+    return SketchModeler.load(DEFAULT_WEIGHTS, model=builtin_model)

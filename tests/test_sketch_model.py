@@ -18,11 +18,6 @@ from .conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def modeler(builtin_model):
-    return SketchModeler.load(DEFAULT_WEIGHTS, model=builtin_model)
-
-
-@pytest.fixture(scope="module")
 def held_out(builtin_model):
     # Seeds never used in training (heads 0, strokes 100): unseen heads, unseen strokes.
     return make_drawings(builtin_model, 6, 1, seed=4242, style_seed=4343, log=None)
@@ -35,12 +30,12 @@ def test_weights_checksum_is_recorded():
     assert hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest() == want
 
 
-def test_committed_weights_beat_the_mean_head(modeler, held_out, builtin_model):
+def test_committed_weights_beat_the_mean_head(sketch_modeler, held_out, builtin_model):
     mean_v = builtin_model().vertices[0]
     mean, coarse, fine = [], [], []
     for k in range(held_out.ink.shape[0]):
         true = held_out.vertices[held_out.head[k]].float()
-        res = modeler.from_ink(held_out.ink[k].float() / 255)
+        res = sketch_modeler.from_ink(held_out.ink[k].float() / 255)
         mean.append(face_metrics(builtin_model, mean_v, true).chamfer_mm)
         coarse.append(face_metrics(builtin_model, res.coarse_vertices, true).chamfer_mm)
         fine.append(face_metrics(builtin_model, res.vertices, true).chamfer_mm)
@@ -53,37 +48,37 @@ def test_committed_weights_beat_the_mean_head(modeler, held_out, builtin_model):
     assert np.mean(fine) < 1.02 * np.mean(coarse), (np.mean(coarse), np.mean(fine))
 
 
-def test_local_edit_changes_only_its_region(modeler, held_out):
+def test_local_edit_changes_only_its_region(sketch_modeler, held_out):
     a = held_out.ink[0].float() / 255
-    res = modeler.from_ink(a)
+    res = sketch_modeler.from_ink(a)
     # Re-draw the mouth area with the strokes of another head.
     b = a.clone()
     region = torch.zeros(128, 128, dtype=torch.bool)
     region[80:110, 40:88] = True
     b[:, region] = held_out.ink[3].float()[:, region] / 255
-    edited = edit_region(modeler, res, b, region)
+    edited = edit_region(sketch_modeler, res, b, region)
     from avatars.sketch.editing import region_vertices
 
-    mask = region_vertices(res.render.camera, res.vertices, region, modeler.editable)
+    mask = region_vertices(res.render.camera, res.vertices, region, sketch_modeler.editable)
     assert int(mask.sum()) > 100
     assert bool((edited.vertices[~mask] == res.vertices[~mask]).all())
     assert float((edited.vertices[mask] - res.vertices[mask]).norm(dim=-1).max()) > 0.1
     # Without a region, the changed strokes define it.
-    again = edit_region(modeler, res, b)
-    assert bool((again.vertices[~modeler.editable] == res.vertices[~modeler.editable]).all())
+    again = edit_region(sketch_modeler, res, b)
+    assert bool((again.vertices[~sketch_modeler.editable] == res.vertices[~sketch_modeler.editable]).all())
 
 
-def test_bad_drawings_raise_instead_of_a_mean_head(modeler, tmp_path):
+def test_bad_drawings_raise_instead_of_a_mean_head(sketch_modeler, tmp_path):
     with pytest.raises(SketchInputError, match="blank"):
-        modeler(np.full((300, 300), 250, np.uint8))
+        sketch_modeler(np.full((300, 300), 250, np.uint8))
     from skimage.data import astronaut
 
     with pytest.raises(SketchInputError, match="photo"):
-        modeler(astronaut())
+        sketch_modeler(astronaut())
     p = tmp_path / "x.png"
     p.write_text("not a png")
     with pytest.raises(SketchInputError):
-        modeler(p)
+        sketch_modeler(p)
 
 
 def test_sketch_command_writes_a_mesh(tmp_path, builtin_model):

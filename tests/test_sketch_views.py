@@ -6,9 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avatars.sketch import SketchInputError, SketchModeler
+from avatars.sketch import SketchInputError
 from avatars.sketch import drawing as dr
-from avatars.sketch.api import DEFAULT_WEIGHTS
 from avatars.sketch.evaluate import face_metrics
 from avatars.sketch.fine import render_coarse
 from avatars.sketch.train import coarse_camera, make_drawings
@@ -16,11 +15,6 @@ from avatars.sketch.views import add_detail, synthetic_detail_inks, view_frame, 
 
 CLEAN = dr.StyleConfig(wobble_px=0.0, gap_rate=0.0, missing_rate=0.0, overstroke_p=0.0, thick_p=0.0, paper_p=0.0,
                        grey_p=0.0)
-
-
-@pytest.fixture(scope="module")
-def modeler(builtin_model):
-    return SketchModeler.load(DEFAULT_WEIGHTS, model=builtin_model)
 
 
 @pytest.fixture(scope="module")
@@ -57,37 +51,37 @@ def test_detail_strokes_lie_on_the_frame_meshs_silhouette(builtin_model):
     assert on_mask(50.0, -50.0) < 0.9
 
 
-def test_add_detail_moves_only_editable_vertices_and_rejects_bad_pages(modeler, held_out, builtin_model):
+def test_add_detail_moves_only_editable_vertices_and_rejects_bad_pages(sketch_modeler, held_out, builtin_model):
     true = held_out.vertices[held_out.head[0]].float()
-    res = modeler.from_ink(held_out.ink[0].float() / 255)
+    res = sketch_modeler.from_ink(held_out.ink[0].float() / 255)
     gen = torch.Generator().manual_seed(1)
     ink, _ = synthetic_detail_inks(builtin_model, true[None], res.coarse_vertices[None], torch.tensor([45.0]), gen)
-    editable = modeler.editable & (builtin_model.template[:, 0] > 0)  # the subject's left half of the face
-    out = add_detail(modeler, res, ink[0], 45.0, editable=editable)
+    editable = sketch_modeler.editable & (builtin_model.template[:, 0] > 0)  # the subject's left half of the face
+    out = add_detail(sketch_modeler, res, ink[0], 45.0, editable=editable)
     assert bool((out.vertices[~editable] == res.vertices[~editable]).all())
     assert float((out.vertices[editable] - res.vertices[editable]).norm(dim=-1).max()) > 0.1
     assert out.ink is res.ink and out.coarse_vertices is res.coarse_vertices  # the front drawing's frame is kept
     with pytest.raises(SketchInputError, match="blank"):
-        add_detail(modeler, res, np.full((400, 400), 250, np.uint8), 45.0)
+        add_detail(sketch_modeler, res, np.full((400, 400), 250, np.uint8), 45.0)
     with pytest.raises(ValueError, match="square"):
-        add_detail(modeler, res, np.full((400, 300), 250, np.uint8), 45.0)
+        add_detail(sketch_modeler, res, np.full((400, 300), 250, np.uint8), 45.0)
     with pytest.raises(ValueError, match="80"):
-        add_detail(modeler, res, ink[0], 95.0)
-    page = view_image(modeler, res, -45.0, size=256)
+        add_detail(sketch_modeler, res, ink[0], 95.0)
+    page = view_image(sketch_modeler, res, -45.0, size=256)
     assert page.shape == (256, 256, 3) and page.dtype == np.uint8
     assert (page < 250).any(axis=-1).mean() > 0.2  # the head is on the page
 
 
-def test_committed_weights_use_side_detail_drawings(modeler, held_out, builtin_model):
+def test_committed_weights_use_side_detail_drawings(sketch_modeler, held_out, builtin_model):
     """Two side detail drawings of the held-out head lower the face error of the front result."""
     gen = torch.Generator().manual_seed(2)
     coarse, detail = [], []
     for k in range(held_out.ink.shape[0]):
         true = held_out.vertices[held_out.head[k]].float()
-        res = modeler.from_ink(held_out.ink[k].float() / 255)
+        res = sketch_modeler.from_ink(held_out.ink[k].float() / 255)
         inks, _ = synthetic_detail_inks(builtin_model, true[None].expand(2, -1, -1), res.coarse_vertices[None].expand(2, -1, -1),
                                         torch.tensor([-45.0, 45.0]), gen)
-        out = add_detail(modeler, add_detail(modeler, res, inks[0], -45.0), inks[1], 45.0)
+        out = add_detail(sketch_modeler, add_detail(sketch_modeler, res, inks[0], -45.0), inks[1], 45.0)
         coarse.append(face_metrics(builtin_model, res.coarse_vertices, true).chamfer_mm)
         detail.append(face_metrics(builtin_model, out.vertices, true).chamfer_mm)
     assert np.mean(detail) < 0.93 * np.mean(coarse), (np.mean(coarse), np.mean(detail))
@@ -119,7 +113,7 @@ def test_sketch_command_takes_detail_drawings(tmp_path, builtin_model):
     assert not (tmp_path / "c.obj").exists()
 
 
-def test_page_session_side_view_adds_detail_and_keeps_it(modeler, builtin_model, tmp_path):
+def test_page_session_side_view_adds_detail_and_keeps_it(sketch_modeler, builtin_model, tmp_path):
     """What the page runs (SketchSession, no browser): turn to a side view, strokes drawn over its
     picture move only face vertices, and back at the front the same drawing keeps the detail."""
     from avatars.sketch.app import PAGE, SketchSession, _strokes
@@ -128,7 +122,7 @@ def test_page_session_side_view_adds_detail_and_keeps_it(modeler, builtin_model,
     faces, labels = dr.drawing_faces(builtin_model), dr.model_labels(builtin_model)
     front = (dr.stylize(dr.stroke_layers(v, faces, dr.drawing_camera(builtin_model, size=PAGE), labels=labels), 7)[0]
              .numpy() * 255).astype(np.uint8)
-    s = SketchSession(modeler, tmp_path)
+    s = SketchSession(sketch_modeler, tmp_path)
     _, status = s.set_view(45.0, None)
     assert "front view first" in status and s.yaw == 0.0
     glb, obj, status = s.update(front, False)
@@ -147,7 +141,7 @@ def test_page_session_side_view_adds_detail_and_keeps_it(modeler, builtin_model,
     glb, obj, status = s.detail(_strokes({"composite": comp}, s.page))
     assert "detail" in status and obj is not None
     moved = (s.result.vertices - before).norm(dim=-1) > 0
-    assert int(moved.sum()) > 100 and not bool(moved[~modeler.editable].any())
+    assert int(moved.sum()) > 100 and not bool(moved[~sketch_modeler.editable].any())
     detailed = s.result.vertices.clone()
     value, status = s.set_view(0.0, value)
     assert s.yaw == 0.0 and value is front_value

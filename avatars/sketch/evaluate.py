@@ -77,7 +77,7 @@ def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log
     """
     from avatars.sketch.editing import edit_region
     from avatars.sketch.train import make_drawings
-    from avatars.sketch.views import add_detail, synthetic_detail_inks
+    from avatars.sketch.views import add_synthetic_details
 
     model = modeler.model
     data = make_drawings(model, n, 1, seed, style_seed, log=None)
@@ -94,14 +94,7 @@ def evaluate(modeler, n: int = 100, seed: int = 999, style_seed: int = 1999, log
         rows["mean_head"].append(face_metrics(model, mean_v, true))
         rows["coarse"].append(face_metrics(model, res.coarse_vertices, true))
         rows["fine"].append(face_metrics(model, res.vertices, true))
-        yaws = torch.tensor(DETAIL_VIEWS)
-        inks, _ = synthetic_detail_inks(model, true[None].expand(len(yaws), -1, -1),
-                                        res.coarse_vertices[None].expand(len(yaws), -1, -1), yaws, gen)
-        det = res
-        for yaw, dink in zip(DETAIL_VIEWS, inks):
-            t0 = time.perf_counter()
-            det = add_detail(modeler, det, dink, yaw)
-            detail_times.append(time.perf_counter() - t0)
+        det, _ = add_synthetic_details(modeler, res, true, DETAIL_VIEWS, gen, detail_times)
         rows["detail"].append(face_metrics(model, det.vertices, true))
         if k < 10:  # local edit timing: re-draw the mouth area of the same drawing
             H = ink.shape[1]
@@ -158,7 +151,7 @@ def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "
     views); the last row a character head's where the model has them. (H, W, 3) uint8."""
     from face3d.viz import PreviewConfig, grid, head_framing, render_preview
     from avatars.sketch.train import make_drawings
-    from avatars.sketch.views import add_detail, synthetic_detail_inks
+    from avatars.sketch.views import add_synthetic_details
 
     model = modeler.model
     data = make_drawings(model, 8 * n, 1, seed, style_seed, log=None)
@@ -183,12 +176,7 @@ def figure(modeler, n: int = 3, seed: int = 31337, style_seed: int = 31338) -> "
         labels.append("drawing (character head)" if bool(data.character[k]) else "drawing")
         views("coarse", res.coarse_vertices)
         views("fine", res.vertices)
-        yaws = torch.tensor(DETAIL_VIEWS)
-        inks, _ = synthetic_detail_inks(model, true[None].expand(len(yaws), -1, -1),
-                                        res.coarse_vertices[None].expand(len(yaws), -1, -1), yaws, gen)
-        det = res
-        for yaw, dink in zip(DETAIL_VIEWS, inks):
-            det = add_detail(modeler, det, dink, yaw)
+        det, inks = add_synthetic_details(modeler, res, true, DETAIL_VIEWS, gen)
         tiles.append(_ink_picture(inks[-1]))
         labels.append(f"detail drawing {DETAIL_VIEWS[-1]:+.0f} deg")
         views("+ details", det.vertices)

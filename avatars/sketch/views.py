@@ -128,3 +128,22 @@ def synthetic_detail_inks(model, true_vertices: Tensor, frame_vertices: Tensor, 
             inks.append(ink)
             cams.append(cam)
     return torch.stack(inks), cams
+
+
+def add_synthetic_details(modeler, result, true_vertices: Tensor, yaws, gen: torch.Generator, times: list | None = None):
+    """Draw the (V, 3) true head from each view in ``yaws`` (degrees) over ``result``'s mesh
+    (:func:`synthetic_detail_inks`, framed by its coarse mesh) and add the drawings in order.
+    Returns ``(result with the details, inks (len(yaws), 3, 128, 128))``; ``times`` gets the
+    seconds of each :func:`add_detail` appended."""
+    import time
+
+    yaw = torch.as_tensor(yaws, dtype=torch.float32).reshape(-1)
+    n = len(yaw)
+    inks, _ = synthetic_detail_inks(modeler.model, true_vertices[None].expand(n, -1, -1),
+                                    result.coarse_vertices[None].expand(n, -1, -1), yaw, gen)
+    for y, ink in zip(yaw.tolist(), inks):
+        t0 = time.perf_counter()
+        result = add_detail(modeler, result, ink, y)
+        if times is not None:
+            times.append(time.perf_counter() - t0)
+    return result, inks
