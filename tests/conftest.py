@@ -1,12 +1,22 @@
 """Shared test setup: pinned seeds and thread counts so numbers are reproducible."""
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# Set before numpy and torch load their BLAS (and inherited by the tests' subprocesses and local
+# Ray workers). On an AVX2-only AMD EPYC machine, MKL's automatic code-path choice made a single
+# process and a Ray worker (or a torchrun rank) differ in the last bits (1e-14 relative in the
+# stabilizer's meshes; 1.4e-4 relative after the sketch test's few training steps, which amplify
+# it); with a fixed branch (MKL_CBWR) and one BLAS thread both runs compute the same sums.
+os.environ.setdefault("MKL_CBWR", "AVX2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # In CI the shared folder lies beside the clone; in a session it is ../shared too.

@@ -36,5 +36,6 @@ def test_coarse_and_fine_training_lower_their_losses(character_model, drawings):
             return float(((net(x)[:, 0] - y[:, 0]).abs() * m).sum() / m.sum()) * DEPTH_SCALE_MM
 
     before = depth_l1(FineNet().eval())  # the untrained network predicts no change
-    net = train_fine(x, y, m, replace(cfg, fine_steps=80), log=None)
+    # 160 steps: 80 took the depth error 12 % lower on one machine and 20 %+ on another.
+    net = train_fine(x, y, m, replace(cfg, fine_steps=160), log=None)
     assert depth_l1(net) < 0.8 * before, (before, depth_l1(net))
