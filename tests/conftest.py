@@ -7,8 +7,8 @@ from pathlib import Path
 
 # Set before numpy and torch load their BLAS (and inherited by the tests' subprocesses and local
 # Ray workers). On an AVX2-only AMD EPYC machine, MKL's automatic code-path choice made a single
-# process and a Ray worker (or a torchrun rank) differ in the last bits (1e-14 relative in the
-# stabilizer's meshes; 1.4e-4 relative after the sketch test's few training steps, which amplify
+# process and a Ray worker (or a torchrun rank) differ in the last bits (the stabilizer's meshes by
+# ~7e-14 mm on ~100 mm coordinates; 1.4e-4 relative after the sketch test's few training steps, which amplify
 # it); with a fixed branch (MKL_CBWR) and one BLAS thread both runs compute the same sums.
 os.environ.setdefault("MKL_CBWR", "AVX2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -11,7 +11,7 @@ from avatars.sketch import drawing as dr
 from avatars.sketch.evaluate import face_metrics
 from avatars.sketch.fine import render_coarse
 from avatars.sketch.train import coarse_camera, make_drawings
-from avatars.sketch.views import add_detail, synthetic_detail_inks, view_frame, view_image
+from avatars.sketch.views import add_detail, add_synthetic_details, synthetic_detail_inks, view_frame, view_image
 
 CLEAN = dr.StyleConfig(wobble_px=0.0, gap_rate=0.0, missing_rate=0.0, overstroke_p=0.0, thick_p=0.0, paper_p=0.0,
                        grey_p=0.0)
@@ -79,9 +79,7 @@ def test_committed_weights_use_side_detail_drawings(sketch_modeler, held_out, bu
     for k in range(held_out.ink.shape[0]):
         true = held_out.vertices[held_out.head[k]].float()
         res = sketch_modeler.from_ink(held_out.ink[k].float() / 255)
-        inks, _ = synthetic_detail_inks(builtin_model, true[None].expand(2, -1, -1), res.coarse_vertices[None].expand(2, -1, -1),
-                                        torch.tensor([-45.0, 45.0]), gen)
-        out = add_detail(sketch_modeler, add_detail(sketch_modeler, res, inks[0], -45.0), inks[1], 45.0)
+        out, _ = add_synthetic_details(sketch_modeler, res, true, (-45.0, 45.0), gen)
         coarse.append(face_metrics(builtin_model, res.coarse_vertices, true).chamfer_mm)
         detail.append(face_metrics(builtin_model, out.vertices, true).chamfer_mm)
     assert np.mean(detail) < 0.93 * np.mean(coarse), (np.mean(coarse), np.mean(detail))
