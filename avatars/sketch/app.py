@@ -3,9 +3,11 @@
 The page only calls the Python API (:class:`.api.SketchModeler`, :func:`.editing.edit_region`):
 draw with the black pen (contours) and, optionally, red (ridges) and green (valleys); the 3D view
 updates after each stroke; with "local edit" on, only the re-drawn area of the mesh changes. A
-side view (:mod:`.views`) shows the current mesh turned by 45° to draw detail strokes over: the
-nose's, brow's and chin's profile, which a front drawing cannot show; "front" goes back to the
-front drawing.
+side view (:mod:`.views`) shows the current mesh turned by 30, 45 or 60° to draw detail strokes
+over: the nose's, brow's and chin's profile, which a front drawing cannot show (each drawing moves
+the mesh further; of the orders tried on validation drawings, four drawings at -30°, -60°, +30°
+and +60° did best: docs/performance.md); "front" goes
+back to the front drawing.
 gradio is an optional dependency (``pip install -e ".[sketch]"``), imported when the page starts.
 """
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 INK = ("#000000", "#d01818", "#18a028")  # contour, ridge, valley
-VIEWS = {"front": 0.0, "left (-45°)": -45.0, "right (+45°)": 45.0}
+VIEWS = {"front": 0.0, "left (-30°)": -30.0, "left (-45°)": -45.0, "left (-60°)": -60.0,
+         "right (+30°)": 30.0, "right (+45°)": 45.0, "right (+60°)": 60.0}
 PAGE = 512  # canvas pixels
 
 
