@@ -81,7 +81,7 @@ class SketchModeler:
                              f"this code expects {FINE_OUTPUT!r}; retrain with `avatars sketch-train --out {path}`")
         coarse = CoarseNet(ck["n_identity"], ck["n_expression"], CoarseConfig(**ck["coarse_config"]))
         coarse.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["coarse"].items()})
-        fine = FineNet(ck["fine_width"], ck.get("fine_global_context", False))
+        fine = FineNet(ck["fine_width"])
         fine.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["fine"].items()})
         return cls(model, coarse, fine)
 
@@ -150,7 +150,7 @@ def save_weights(path: str | Path, model, coarse: CoarseNet, fine: FineNet, extr
         "model": model.name, "n_vertices": model.n_vertices, "n_identity": model.n_identity,
         "n_expression": model.n_expression, "coarse_config": coarse.cfg.__dict__,
         "coarse": {k: v.half() if v.is_floating_point() else v for k, v in coarse.state_dict().items()},
-        "fine_width": fine.e1[0].out_channels, "fine_global_context": fine.global_context, "fine_output": FINE_OUTPUT,
+        "fine_width": fine.e1[0].out_channels, "fine_output": FINE_OUTPUT,
         "fine": {k: v.half() if v.is_floating_point() else v for k, v in fine.state_dict().items()},
         **(extra or {}),
     }

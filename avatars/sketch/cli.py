@@ -76,8 +76,7 @@ def _train(args: argparse.Namespace) -> int:
     model = face3d.load_model(args.model)
     cfg = TrainConfig()
     cfg = replace(cfg, **{k: getattr(args, k) for k in ("heads", "styles", "coarse_steps", "coarse_batch", "fine_steps",
-                                                        "fine_batch", "fine_heads", "fine_global_context", "seed")
-                          if getattr(args, k) is not None})
+                                                        "fine_batch", "fine_heads", "seed") if getattr(args, k) is not None})
     from face3d import distributed
 
     info = distributed.init_from_env()  # under torchrun: join the job; each rank trains on its slices
@@ -149,8 +148,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coarse-steps", type=int)
     p.add_argument("--fine-steps", type=int)
     p.add_argument("--fine-heads", type=int)
-    p.add_argument("--fine-global-context", action=argparse.BooleanOptionalAction, default=None,
-                   help="the fine network's global branch (default: TrainConfig.fine_global_context)")
     p.add_argument("--styles", type=int, help="drawings per head (default 1)")
     p.add_argument("--coarse-batch", type=int, help="drawings per coarse step (default 32); under torchrun the "
                                                     "global batch, split over the processes")

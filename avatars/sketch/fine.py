@@ -36,25 +36,15 @@ class FineNet(nn.Module):
     """A small U-Net: (B, 8, H, W) -> (B, 4, H, W) = the change from the coarse render to the
     true head: depth (true minus coarse camera z, in 5 mm units) and a normal change (camera
     frame; added to the coarse normal, then normalised: see :func:`split_output`). Predicting the
-    change, not the map, makes "no change" the zero output. H, W divisible by 8.
+    change, not the map, makes "no change" the zero output. H, W divisible by 8."""
 
-    ``global_context``: the bottleneck (H/8 x W/8) also sees its own average over a 4 x 4 grid of
-    blocks (each a quarter of the input's width), mixed per block by two 1 x 1 convolutions and
-    spread back bilinearly: a wider, smoothed view (at 128 px a change in the input reaches about
-    70 px instead of 46), for the depth change a side drawing shows, mostly smooth identity shape."""
-
-    def __init__(self, width: int = 12, global_context: bool = False):
+    def __init__(self, width: int = 12):
         super().__init__()
         w = width
         self.e1 = _conv(IN_CHANNELS, w)
         self.e2 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
         self.e3 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
         self.e4 = nn.Sequential(_conv(4 * w, 6 * w, 2), _conv(6 * w, 6 * w))
-        self.global_context = bool(global_context)
-        if self.global_context:
-            self.g = nn.Sequential(nn.Conv2d(6 * w, 6 * w, 1), nn.ReLU(inplace=True), nn.Conv2d(6 * w, 6 * w, 1),
-                                   nn.ReLU(inplace=True))
-            self.fuse = _conv(12 * w, 6 * w)
         self.d3 = _conv(6 * w + 4 * w, 4 * w)
         self.d2 = _conv(4 * w + 2 * w, 2 * w)
         self.d1 = _conv(2 * w + w, w)
@@ -70,9 +60,6 @@ class FineNet(nn.Module):
         b = self.e2(a)
         c = self.e3(b)
         d = self.e4(c)
-        if self.global_context:
-            g = self.g(F.adaptive_avg_pool2d(d, 4))
-            d = self.fuse(torch.cat((d, up(g, d)), 1))
         y = self.d3(torch.cat((up(d, c), c), 1))
         y = self.d2(torch.cat((up(y, b), b), 1))
         y = self.d1(torch.cat((up(y, a), a), 1))

@@ -39,7 +39,6 @@ class TrainConfig:
     fine_batch: int = 8
     fine_lr: float = 3e-3
     fine_normal_weight: float = 1.0
-    fine_global_context: bool = False  # FineNet's 4 x 4 global branch at the bottleneck (see FineNet)
     seed: int = 0
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -317,7 +316,7 @@ def train_fine(x: Tensor, y: Tensor, m: Tensor, cfg: TrainConfig, log=print, dis
     log = log if info.is_main else None
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
-    net = FineNet(global_context=cfg.fine_global_context)
+    net = FineNet()
     distributed.broadcast_parameters(net, info)
     distributed.global_batchnorm(net, info)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.fine_lr, weight_decay=1e-4)
