@@ -4,10 +4,9 @@ The page only calls the Python API (:class:`.api.SketchModeler`, :func:`.editing
 draw with the black pen (contours) and, optionally, red (ridges) and green (valleys); the 3D view
 updates after each stroke; with "local edit" on, only the re-drawn area of the mesh changes. A
 side view (:mod:`.views`) shows the current mesh turned by 30, 45 or 60° to draw detail strokes
-over: the nose's, brow's and chin's profile, which a front drawing cannot show (each drawing moves
-the mesh further; of the orders tried on validation drawings, four drawings at -30°, -60°, +30°
-and +60° did best: docs/performance.md); "front" goes
-back to the front drawing.
+over: the nose's, brow's and chin's profile, which a front drawing cannot show. Each drawing moves
+the mesh further; of the orders tried on validation drawings, four at -30°, -60°, +30° and +60°
+did best (docs/performance.md). "front" goes back to the front drawing.
 gradio is an optional dependency (``pip install -e ".[sketch]"``), imported when the page starts.
 """
 from __future__ import annotations
